@@ -1,0 +1,1 @@
+"""mtl: a compact multi-task trainer for MT quality estimation."""
