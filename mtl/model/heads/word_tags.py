@@ -1,0 +1,66 @@
+"""MT word and gap tags (OK/BAD). A gap's vector comes from its neighbour words."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from mtl.config import ModelConfig, WordTagsConfig
+from mtl.model.heads.base import Encoded, Head, mlp
+
+
+class WordTags(Head):
+    """Tags each kept MT word and each gap around them; returns 2n+1 interleaved tags."""
+
+    def __init__(self, name: str, cfg: WordTagsConfig, *, hidden_size: int, model_cfg: ModelConfig,
+                 tokenizer: Any) -> None:
+        super().__init__(name, cfg, hidden_size=hidden_size, model_cfg=model_cfg, tokenizer=tokenizer)
+        self.words = mlp(hidden_size, 2, model_cfg.dropout)
+        self.edge = nn.Parameter(torch.zeros(hidden_size))  # stands in for the missing neighbour
+        gap_inputs = 2 * hidden_size if cfg.gaps == "concat" else hidden_size
+        self.gaps = mlp(hidden_size, 2, model_cfg.dropout, inputs=gap_inputs) if cfg.gaps != "none" else None
+        self.register_buffer("class_weight", torch.tensor([1.0, cfg.bad_weight]), persistent=False)
+
+    def _logits(self, enc: Encoded) -> tuple[torch.Tensor, torch.Tensor | None]:
+        words = enc.words("mt")  # [B, W, H]
+        word_logits = self.words(words).float()
+        if self.gaps is None:
+            return word_logits, None
+        b, w, h = words.shape
+        kept = enc.batch["n_mt"]
+        edge = self.edge.to(words.dtype).expand(b, 1, h)
+        padded = torch.cat([edge, words, edge.new_zeros(b, 1, h)], dim=1)  # [B, W+2, H]
+        # the right neighbour of the last kept word's gap is the edge vector too
+        padded[torch.arange(b), kept + 1] = edge[:, 0]
+        left, right = padded[:, :w + 1], padded[:, 1:w + 2]
+        gap_in = torch.cat([left, right], -1) if self.cfg.gaps == "concat" else (left + right) / 2
+        return word_logits, self.gaps(gap_in).float()
+
+    def loss(self, enc: Encoded) -> torch.Tensor | None:
+        word_gold, gap_gold = enc.batch["word_tags"], enc.batch["gap_tags"]
+        if not (word_gold != -100).any():
+            return None
+        word_logits, gap_logits = self._logits(enc)
+        w = word_logits.shape[1]
+        loss = F.cross_entropy(word_logits.reshape(-1, 2), word_gold[:, :w].reshape(-1),
+                               weight=self.class_weight, ignore_index=-100)
+        if gap_logits is not None:
+            loss = loss + F.cross_entropy(gap_logits.reshape(-1, 2), gap_gold[:, :w + 1].reshape(-1),
+                                          weight=self.class_weight, ignore_index=-100)
+        return loss
+
+    def predict(self, enc: Encoded) -> list[list[int]]:
+        word_logits, gap_logits = self._logits(enc)
+        words = word_logits.argmax(-1).tolist()
+        gaps = gap_logits.argmax(-1).tolist() if gap_logits is not None else None
+        out = []
+        for i, n in enumerate(enc.batch["n_mt"].tolist()):
+            row_gaps = gaps[i][:n + 1] if gaps is not None else [0] * (n + 1)
+            tags = [row_gaps[0]]
+            for j in range(n):
+                tags += [words[i][j], row_gaps[j + 1]]
+            out.append(tags)
+        return out

@@ -1,0 +1,103 @@
+"""The shared encoder and its task heads; saved as a self-describing checkpoint folder.
+
+A checkpoint folder holds `config.json` + `model.safetensors` (the encoder, loadable on its
+own by `transformers.AutoModel.from_pretrained`), the tokenizer files, `heads.safetensors`
+and `run_config.yaml` (the complete trainer config).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from mtl.config import RunConfig, dump_config, load_config
+from mtl.data.tokenizer import load_tokenizer
+from mtl.model.backbones import BACKBONES
+from mtl.model.encoder import Encoder
+from mtl.model.heads import TASKS, Encoded
+from mtl.registry import lookup
+
+HEADS_FILE = "heads.safetensors"
+CONFIG_FILE = "run_config.yaml"
+
+
+class MultiTaskModel(nn.Module):
+    """One shared encoder, one head per enabled task."""
+
+    def __init__(self, cfg: RunConfig, encoder: Encoder, tokenizer: Any) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = encoder
+        self.tokenizer = tokenizer
+        self.heads = nn.ModuleDict({
+            name: lookup(TASKS, name, where="tasks")(name, task_cfg, hidden_size=encoder.hidden_size,
+                                                     model_cfg=cfg.model, tokenizer=tokenizer)
+            for name, task_cfg in cfg.tasks.items()
+        })
+        for head in self.heads.values():
+            if hasattr(head, "init_from_encoder"):
+                head.init_from_encoder(encoder.model.get_input_embeddings())
+
+    @classmethod
+    def build(cls, cfg: RunConfig, tokenizer: Any) -> "MultiTaskModel":
+        """The encoder from `model.pretrained`, or a new one at the config's size."""
+        if cfg.model.pretrained:
+            encoder = Encoder.from_pretrained(cfg.model.backbone, cfg.model.pretrained)
+        else:
+            encoder = Encoder.build(cfg.model, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+        return cls(cfg, encoder, tokenizer)
+
+    def encode(self, batch: dict[str, torch.Tensor], *, generator: torch.Generator | None = None) -> Encoded:
+        """Run the shared encoder once for every head."""
+        types = batch.get("token_type_ids")
+        mask = batch["attention_mask"]
+        hidden = self.encoder(batch["input_ids"], mask, types)
+        return Encoded(hidden=hidden, pooled=self.encoder.pool(hidden), batch=batch,
+                       word_pooling=self.cfg.model.word_pooling,
+                       encode=lambda ids: self.encoder(ids, mask, types), generator=generator)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Per-task losses; a task with no labelled row in the batch is absent."""
+        enc = self.encode(batch)
+        losses = {}
+        for name, head in self.heads.items():
+            loss = head.loss(enc)
+            if loss is not None:
+                losses[name] = loss
+        return losses
+
+    @torch.no_grad()
+    def predict(self, batch: dict[str, torch.Tensor], *, generator: torch.Generator | None = None) -> dict[str, list]:
+        """Per-task predictions, one per row."""
+        enc = self.encode(batch, generator=generator)
+        return {name: head.predict(enc) for name, head in self.heads.items()}
+
+    def save_pretrained(self, path: str | Path) -> None:
+        """Write the checkpoint folder (see the module docstring)."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.encoder.model.save_pretrained(str(path))
+        self.tokenizer.save_pretrained(str(path))
+        state = {k: v.detach().cpu().contiguous() for k, v in self.heads.state_dict().items()}
+        save_file(state, str(path / HEADS_FILE))
+        dump_config(self.cfg, path / CONFIG_FILE)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, *, map_location: str = "cpu") -> "MultiTaskModel":
+        """Load a checkpoint folder written by `save_pretrained`."""
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        if not (path / CONFIG_FILE).exists():
+            raise FileNotFoundError(f"{path}: not an mtl checkpoint (no {CONFIG_FILE})")
+        cfg = load_config(path / CONFIG_FILE)
+        backbone = lookup(BACKBONES, cfg.model.backbone, where=f"{path / CONFIG_FILE}: model.backbone")
+        tokenizer = load_tokenizer(path, backbone)
+        model = cls(cfg, Encoder.from_pretrained(cfg.model.backbone, path), tokenizer)
+        model.heads.load_state_dict(load_file(str(path / HEADS_FILE), device=map_location))
+        return model
