@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -31,7 +33,7 @@ class _Invalid(ValueError):
 
     def __init__(self, problems: list[tuple[str, str]]) -> None:
         self.problems = problems
-        super().__init__("; ".join(f"{k}: {m}" for k, m in problems))
+        super().__init__("; ".join(f"{k}: {m}" for k, m, *_ in problems))
 
 
 def _raise_if(problems: list[tuple[str, str]]) -> None:
@@ -110,7 +112,7 @@ class ModelConfig:
         if self.hidden_size >= 1 and self.num_heads >= 1 and self.hidden_size % self.num_heads:
             problems.append(
                 ("hidden_size", f"must be divisible by num_heads, got hidden_size={self.hidden_size}, "
-                 f"num_heads={self.num_heads}"))
+                 f"num_heads={self.num_heads}", ("num_heads",)))
         if self.intermediate_size is not None and self.intermediate_size < 1:
             problems.append(("intermediate_size", f"must be >= 1 or null, got {self.intermediate_size}"))
         if not 0.0 <= self.dropout < 1.0:
@@ -328,20 +330,24 @@ class RunConfig:
         pe = self.tasks.get("post_edit")
         if isinstance(pe, PostEditConfig) and self.model.hidden_size % pe.heads and not self.model.pretrained:
             problems.append(("tasks.post_edit.heads", f"must divide model.hidden_size, got heads={pe.heads}, "
-                                                      f"hidden_size={self.model.hidden_size}"))
+                                                      f"hidden_size={self.model.hidden_size}", ("model",)))
         if self.weighting not in WEIGHTING_OPTIONS:
             problems.append(("weighting", f"unknown {self.weighting!r}; valid: {', '.join(sorted(WEIGHTING_OPTIONS))}"))
         else:
             allowed = WEIGHTING_OPTIONS[self.weighting]
             for key, value in self.weighting_args.items():
                 if key not in allowed:
-                    problems.append((f"weighting_args.{key}", _unknown_key_message(key, allowed, f"weighting {self.weighting!r}")))
+                    problems.append((f"weighting_args.{key}", _unknown_key_message(key, allowed, f"weighting {self.weighting!r}"), ("weighting",)))
                 elif not isinstance(value, (int, float)) or isinstance(value, bool):
                     problems.append((f"weighting_args.{key}", f"must be a number, got {value!r}"))
+                elif allowed[key] is int and not float(value).is_integer():
+                    problems.append((f"weighting_args.{key}", f"must be int, got {value!r}"))
+                else:
+                    object.__setattr__(self, "weighting_args", {**self.weighting_args, key: allowed[key](value)})
         for key in (self.train.objective or {}):
             task = key.split(".")[0]
             if "." in key and task not in self.tasks:
-                problems.append((f"train.objective.{key}", f"task {task!r} is not enabled; enabled: {', '.join(self.tasks)}"))
+                problems.append((f"train.objective.{key}", f"task {task!r} is not enabled; enabled: {', '.join(self.tasks)}", ("tasks",)))
         _raise_if(problems)
 
     def objective_terms(self) -> dict[str, float]:
@@ -406,7 +412,12 @@ def config_from_dict(raw: Any, *, source: str = "<config>",
         raise ConfigError([f"{source}: the top level must be a mapping, got {type(raw).__name__}"])
     raw = _deepcopy(raw)
     for key, value in (overrides or {}).items():
-        set_dotted(raw, key, value)
+        try:
+            set_dotted(raw, key, value)
+        except ValueError as e:
+            errors.append(f"{source}: {key}: cannot override: {e}")
+    if errors:
+        raise ConfigError(errors)
     cfg = _build(RunConfig, raw, "", source, errors)
     if errors:
         raise ConfigError(errors)
@@ -418,11 +429,12 @@ def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
     """Set ``raw["a"]["b"] = value`` for ``key="a.b"``, creating mappings on the way."""
     parts = key.split(".")
     node = raw
-    for part in parts[:-1]:
+    for i, part in enumerate(parts[:-1]):
         child = node.get(part)
-        if not isinstance(child, dict):
-            child = {} if child is None else child
-            node[part] = child
+        if child is None:
+            child = node[part] = {}
+        elif not isinstance(child, dict):
+            raise ValueError(f"{'.'.join(parts[:i + 1])} is {child!r}, not a mapping")
         node = child
     node[parts[-1]] = value
 
@@ -458,7 +470,9 @@ def _unknown_key_message(key: str, valid: typing.Iterable[str], what: str) -> st
     valid = list(valid)
     close = difflib.get_close_matches(key, valid, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"unknown key for {what}{hint} valid: {', '.join(valid)}"
+    if not valid:
+        return f"unknown key for {what}{hint} (it takes no options)"
+    return f"unknown key for {what}{hint or ';'} valid: {', '.join(valid)}"
 
 
 def _build(cls: type, raw: Any, path: str, source: str, errors: list[str]) -> Any:
@@ -472,6 +486,7 @@ def _build(cls: type, raw: Any, path: str, source: str, errors: list[str]) -> An
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs: dict[str, Any] = {}
+    failed: set[str] = set()
     ok = True
     for key, value in raw.items():
         key_path = f"{path}.{key}" if path else str(key)
@@ -485,6 +500,7 @@ def _build(cls: type, raw: Any, path: str, source: str, errors: list[str]) -> An
             converted = _convert(hints[key], value, key_path, source, errors)
         if converted is _BAD:
             ok = False
+            failed.add(key)
         else:
             kwargs[key] = converted
     try:
@@ -492,8 +508,8 @@ def _build(cls: type, raw: Any, path: str, source: str, errors: list[str]) -> An
     except _Invalid as e:
         # Cross-field checks still run when a field failed (it fell back to its default),
         # but only their problems about fields that were read correctly are reported.
-        for key, message in e.problems:
-            if ok or key.split(".")[0] in kwargs:
+        for key, message, *reads in e.problems:
+            if not {re.match(r"[^.\[]+", key).group(0), *(reads[0] if reads else ())} & failed:
                 errors.append(f"{source}: {path + '.' if path else ''}{key}: {message}")
         return _BAD
     except TypeError as e:  # a required sub-object was rejected above
@@ -516,7 +532,7 @@ def _build_tasks(raw: Any, path: str, source: str, errors: list[str]) -> Any:
         if name not in TASK_CONFIGS:
             close = difflib.get_close_matches(str(name), TASK_CONFIGS, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            errors.append(f"{source}: {path}.{name}: unknown task {name!r}{hint} valid: {', '.join(TASK_CONFIGS)}")
+            errors.append(f"{source}: {path}.{name}: unknown task {name!r}{hint or ';'} valid: {', '.join(TASK_CONFIGS)}")
             bad = True
             continue
         built = _build(TASK_CONFIGS[name], options, f"{path}.{name}", source, errors)
@@ -569,13 +585,19 @@ def _convert(hint: Any, value: Any, path: str, source: str, errors: list[str]) -
         if isinstance(value, float) and value.is_integer():
             return int(value)
     elif hint is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            number = float(value)
+        elif isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
+        if number is not None:
+            if math.isfinite(number):
+                return number
+            errors.append(f"{where}: must be a finite number, got {value!r}")
+            return _BAD
     elif hint is str:
         if isinstance(value, str):
             return value

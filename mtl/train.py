@@ -134,11 +134,12 @@ def train(cfg: RunConfig, *, out_dir: str | Path, report: Report | None = None,
     # --- loop ---------------------------------------------------------------------------
     model.train()
     terms = cfg.objective_terms()
-    tick, seen = time.monotonic(), 0
+    seen, loop_seconds = 0, 0.0  # training segments and seconds, evaluation excluded
     with open(out / "history.jsonl", "a", encoding="utf-8") as history:
         while state.step < total and not state.stopped_early:
             order = batch_order(lengths, cfg.train.batch_size, seed=cfg.train.seed, epoch=state.epoch)
             while state.pos < len(order) and state.step < total:
+                tick = time.monotonic()
                 group = order[state.pos:state.pos + cfg.train.grad_accum]
                 state.pos += len(group)
                 sums: dict[str, float] = {}
@@ -161,14 +162,17 @@ def train(cfg: RunConfig, *, out_dir: str | Path, report: Report | None = None,
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 state.step += 1
+                loop_seconds += time.monotonic() - tick
                 _write(history, {"step": state.step, "lr": scheduler.get_last_lr()[0], "loss": sums, "weight": weights})
                 if state.step % 50 == 0:
-                    rate = seen / (time.monotonic() - tick)
+                    rate = seen / loop_seconds
                     log.info("step %d/%d  %s  %.1f segments/s", state.step, total,
                              "  ".join(f"{t} {v:.3f}" for t, v in sums.items()), rate)
                 if state.step % cfg.train.eval_every == 0 or state.step == total:
-                    _evaluate(cfg, model, eval_splits, state, terms, out, history, device, autocast, report)
+                    value, metrics = _evaluate(cfg, model, eval_splits, state, terms, out, history, device, autocast)
                     _save_state(out / "last", state, model, weighting, optimizer, scheduler, scaler)
+                    if report is not None:  # after saving: a report that raises loses nothing
+                        report(step=state.step, objective=value, metrics=metrics, checkpoint=out / "checkpoint")
                     if state.stopped_early:
                         break
             if state.pos >= len(order):
@@ -176,6 +180,7 @@ def train(cfg: RunConfig, *, out_dir: str | Path, report: Report | None = None,
 
     result = {"best_step": state.best_step, "objective": state.best_objective, "steps": state.step,
               "stopped_early": state.stopped_early, "seconds": round(time.monotonic() - started, 1),
+              "train_seconds": round(loop_seconds, 2), "train_segments": seen,
               "metrics": state.best_metrics}
     (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return result
@@ -259,8 +264,8 @@ def _write(history, record: dict) -> None:
     history.flush()
 
 
-def _evaluate(cfg, model, eval_splits, state: TrainState, terms, out: Path, history, device, autocast,
-              report: Report | None) -> None:
+def _evaluate(cfg, model, eval_splits, state: TrainState, terms, out: Path, history, device,
+              autocast) -> tuple[float, dict]:
     preds = {pair: predict_split(model, split, batch_size=cfg.train.eval_batch_size, device=device,
                                  autocast=autocast) for pair, split in eval_splits.items()}
     metrics = {pair: score_split(eval_splits[pair], preds[pair]) for pair in eval_splits}
@@ -279,8 +284,7 @@ def _evaluate(cfg, model, eval_splits, state: TrainState, terms, out: Path, hist
         if cfg.train.patience and state.evals_since_best >= cfg.train.patience:
             state.stopped_early = True
             log.info("early stop at step %d: no improvement in %d evaluations", state.step, cfg.train.patience)
-    if report is not None:
-        report(step=state.step, objective=value, metrics=metrics, checkpoint=out / "checkpoint")
+    return value, metrics
 
 
 def _save_state(where: Path, state: TrainState, model, weighting, optimizer, scheduler, scaler) -> None:
