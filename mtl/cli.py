@@ -46,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="dev", help="split to score (default: dev)")
     p.add_argument("--pair", action="append", help="language pair (default: the run's pairs); repeatable")
     p.add_argument("--data", type=Path, help="MLQE-PE data root (default: the run's data.root)")
+    p.add_argument("--max-samples", type=int, metavar="N",
+                   help="score the first N segments of each pair (default: the run's data.max_eval_samples, "
+                        "so the numbers match metrics.json; 0: all)")
 
     p = sub.add_parser("predict", help="write predictions in the WMT20 QE submission formats",
                        description="Predict every task of a run for one pair and split; labels are not needed.")
@@ -55,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="folder for the prediction files")
     p.add_argument("--data", type=Path, help="MLQE-PE data root (default: the run's data.root)")
     p.add_argument("--method", default="mtl", help="method name written in the files (default: mtl)")
+    p.add_argument("--max-samples", type=int, metavar="N", help="predict only the first N segments (default: all)")
     return parser
 
 
@@ -123,7 +127,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     model = _load_run(args)
     root = str(args.data) if args.data else model.cfg.data.root
-    scores = score_run(model, root=root, split=args.split, pairs=args.pair or list(model.cfg.data.pairs))
+    limit = model.cfg.data.max_eval_samples if args.max_samples is None else (args.max_samples or None)
+    scores = score_run(model, root=root, split=args.split, pairs=args.pair or list(model.cfg.data.pairs),
+                       max_samples=limit)
     print(json.dumps(scores, indent=2))
     return 0
 
@@ -134,6 +140,6 @@ def _predict(args: argparse.Namespace) -> int:
     model = _load_run(args)
     root = str(args.data) if args.data else model.cfg.data.root
     for path in predict_to_files(model, root=root, pair=args.pair, split=args.split, out=args.out,
-                                 method=args.method):
+                                 method=args.method, max_samples=args.max_samples or None):
         print(path)
     return 0
