@@ -43,7 +43,9 @@ class TrainingDiverged(FloatingPointError):
 class Report(Protocol):
     """Called after each evaluation; a search uses it to record and prune."""
 
-    def __call__(self, *, step: int, objective: float, metrics: dict[str, Any], checkpoint: Path) -> None: ...
+    def __call__(self, *, step: int, objective: float, metrics: dict[str, Any], checkpoint: Path,
+                 final: bool) -> None:
+        """`final`: this is the run's last evaluation (last step, or an early stop)."""
 
 
 @dataclass
@@ -172,7 +174,8 @@ def train(cfg: RunConfig, *, out_dir: str | Path, report: Report | None = None,
                     value, metrics = _evaluate(cfg, model, eval_splits, state, terms, out, history, device, autocast)
                     _save_state(out / "last", state, model, weighting, optimizer, scheduler, scaler)
                     if report is not None:  # after saving: a report that raises loses nothing
-                        report(step=state.step, objective=value, metrics=metrics, checkpoint=out / "checkpoint")
+                        report(step=state.step, objective=value, metrics=metrics, checkpoint=out / "checkpoint",
+                               final=state.step >= total or state.stopped_early)
                     if state.stopped_early:
                         break
             if state.pos >= len(order):

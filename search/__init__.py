@@ -1,0 +1,1 @@
+"""Hyperparameter and task-weight search around the `mtl` trainer (Optuna + Ray Tune)."""

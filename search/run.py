@@ -1,0 +1,180 @@
+"""`python -m search.run --space spaces/quickstart.yaml`: the search's command line.
+
+Validating the space, `--help` and `--dry-run` import neither torch nor ray.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HELP = """\
+Search hyperparameters and task weights of the multi-task QE trainer (mtl) with Ray Tune
+running the trials and Optuna proposing them; the study lives in a database.
+
+  python -m search.run --space spaces/quickstart.yaml            # local Ray, SQLite study
+  python -m search.run --space spaces/quickstart.yaml            # again after a crash: resumes
+  python -m search.run --space nmt_qe.yaml --address auto --storage postgresql://... --trials 200
+  optuna-dashboard sqlite:///studies/quickstart.db               # watch it live
+
+Flags override the space file's `run` block. A bare --space name that is not a file is
+looked up in spaces/.
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m search.run", description=HELP,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--space", required=True, help="search space YAML (e.g. spaces/quickstart.yaml, or quickstart)")
+    p.add_argument("--trials", type=int, help="trials that must reach a verdict (complete, pruned or failed); "
+                                              "a resumed search counts the ones already finished")
+    p.add_argument("--storage", help="Optuna storage, any SQLAlchemy URL (default sqlite:///studies/<space>.db)")
+    p.add_argument("--study", help="study name (default: the space file's name)")
+    p.add_argument("--data", help="MLQE-PE data root: `data/` of a clone of github.com/sheffieldnlp/mlqe-pe "
+                                  "(default: the space's base.data.root); must be readable on every worker")
+    p.add_argument("--address", help="attach to a running Ray cluster: auto or host:port (default: start a "
+                                     "local Ray)")
+    p.add_argument("--out", help="folder of the trials' run directories and best.yaml (default runs/<space>)")
+    p.add_argument("--max-concurrent", type=int, help="trials running at once")
+    p.add_argument("--cpus-per-trial", type=float, help="CPUs Ray reserves for each trial (fractions allowed)")
+    p.add_argument("--gpus-per-trial", type=float, help="GPUs for each trial; fractions pack several on one GPU")
+    p.add_argument("--time-budget", type=float, metavar="SECONDS",
+                   help="stop after this long; running trials are marked interrupted and resume on the next run")
+    p.add_argument("--seed", type=int, help="seed of the sampler")
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate the space, print the trial count, sampler, scheduler and one sampled config; "
+                        "train nothing")
+    p.add_argument("-v", "--verbose", action="store_true", help="show Ray's own output and the trainer's logs")
+    return p
+
+
+_FLAGS = ("trials", "storage", "study", "data", "out", "max_concurrent", "cpus_per_trial", "gpus_per_trial",
+          "time_budget", "seed")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    from search.space import SpaceError, load_space
+
+    overrides = {k: getattr(args, k) for k in _FLAGS if getattr(args, k) is not None}
+    try:
+        space = load_space(args.space, overrides=overrides)
+    except SpaceError as e:
+        print("\n".join(e.errors), file=sys.stderr)
+        return 2
+    if args.dry_run:
+        return _dry_run(space)
+    return _search(space, address=args.address, verbose=args.verbose)
+
+
+def _dry_run(space) -> int:
+    import optuna
+    import yaml
+
+    from mtl.config import to_dict
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    run = space.run
+    trial = optuna.create_study(directions=space.directions, sampler=space.make_sampler()).ask()
+    values = space.sample(trial)
+    cfg = space.trial_config(values, data_root=run.data)
+    print(f"space      {space.source}")
+    print(f"trials     {run.trials} ({run.max_concurrent} at once, {run.cpus_per_trial:g} CPU and "
+          f"{run.gpus_per_trial:g} GPU each{f', time budget {run.time_budget:g} s' if run.time_budget else ''})")
+    print(f"study      {run.study} in {run.storage}")
+    print(f"objective  {', '.join(f'{m.name} ({m.direction})' for m in space.metrics)}, "
+          f"{space.aggregator} over {', '.join(space.pairs)} ({space.mode})")
+    print(f"sampler    {space.sampler} {space.sampler_args or ''}".rstrip())
+    print(f"scheduler  {space.scheduler} {space.scheduler_args or ''}".rstrip())
+    print(f"searched   {len(space.params)} parameters" +
+          (f" + task weights on the simplex over {', '.join(space.weight_tasks)}" if space.weight_tasks else ""))
+    print("one sampled config:")
+    for key, value in values.items():
+        print(f"  {key} = {value!r}")
+    print("resolved trainer config:")
+    print("  " + yaml.safe_dump(to_dict(cfg), sort_keys=False).replace("\n", "\n  ").rstrip())
+    return 0
+
+
+def _search(space, *, address: str | None, verbose: bool) -> int:
+    import optuna
+
+    from search.study import Study, StudyMismatch
+
+    run = space.run
+    if not verbose:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    data_root = run.data or space.base.get("data", {}).get("root") or "../shared/data/mlqe-pe"
+    if not (Path(data_root) / "direct-assessments").is_dir() and not (Path(data_root) / "post-editing").is_dir():
+        print(f"{space.source}: data root {data_root!r} has neither direct-assessments/ nor post-editing/: "
+              f"pass --data pointing at `data/` of a clone of the MLQE-PE repository", file=sys.stderr)
+        return 2
+    study = Study(space, storage=run.storage, name=run.study, out=run.out, data_root=data_root,
+                  budget=run.trials, max_failures_in_a_row=run.max_failures_in_a_row)
+    try:
+        counts = study.open()
+    except StudyMismatch as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    if counts.finished or counts.interrupted:
+        print(f"resuming study {run.study!r}: {counts.finished} of {run.trials} trials finished "
+              f"({counts.complete} complete, {counts.pruned} pruned, {counts.failed} failed); "
+              f"{counts.waiting} queued, interrupted ones included", file=sys.stderr)
+    else:
+        print(f"study {run.study!r} in {run.storage}; watch it with: optuna-dashboard {run.storage}", file=sys.stderr)
+    started = time.monotonic()
+    if counts.finished < run.trials:
+        from search import tune  # imports ray
+
+        study.study.set_user_attr("ray_address", tune.connect(address, verbose=verbose))
+        try:
+            tune.run_search(study, cpus_per_trial=run.cpus_per_trial, gpus_per_trial=run.gpus_per_trial,
+                            max_concurrent=run.max_concurrent, time_budget=run.time_budget, verbose=verbose)
+        finally:
+            tune.disconnect()
+    _summary(study, seconds=time.monotonic() - started)
+    best = study.export_best(Path(run.out) / "best.yaml")
+    if best:
+        print(f"best config: {best}  (retrain: python -m mtl train --config {best} --out runs/best)")
+    reason = study.stop_reason()
+    if reason and reason != "budget":
+        print(reason, file=sys.stderr)
+        return 1
+    if best is None:
+        print("no trial completed: nothing to export; see the fail_reason of each trial above", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _summary(study, *, seconds: float) -> None:
+    from optuna.trial import TrialState
+
+    trials = study.study.get_trials(deepcopy=False)
+    c = study.counts()
+    print(f"\nstudy {study.name!r}: {c.finished}/{study.budget} finished ({c.complete} complete, {c.pruned} pruned, "
+          f"{c.failed} failed; {c.interrupted} interrupted and retried) in {seconds:.0f} s")
+    names = [m.name for m in study.space.metrics]
+    rows: list[tuple[Any, ...]] = []
+    sign = [1 if m.direction == "maximize" else -1 for m in study.space.metrics]
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    done.sort(key=lambda t: -sign[0] * t.values[0])
+    for t in done[:10] + [t for t in trials if t.state in (TrialState.PRUNED, TrialState.FAIL)
+                          and not t.user_attrs.get("interrupted")][:10]:
+        value = ", ".join(f"{v:.4f}" for v in t.values) if t.values else "-"
+        note = t.user_attrs.get("fail_reason", "") if t.state == TrialState.FAIL else \
+            f"step {t.user_attrs.get('step', '?')}"
+        rows.append((t.number, t.state.name, value, note[:70]))
+    if rows:
+        print(f"{'trial':>5}  {'state':<8}  {', '.join(names):<14}  note")
+        for number, state, value, note in rows:
+            print(f"{number:>5}  {state:<8}  {value:<14}  {note}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,344 @@
+"""Search-space files: YAML -> Optuna distributions over the trainer config, every error at once.
+
+A space file has these top-level keys (all optional but one of `search` / `weights`)::
+
+    base:      a trainer config, the schema `python -m mtl train --config` reads
+    search:    {dotted.key: {type: float|int, low, high, log, step} | {type: categorical, choices},
+                each with an optional when: {dotted.key: value or [values]}}
+    weights:   {tasks: [..], min: 0.0, when: {..}}   task loss weights on the simplex
+    datasets:  {pairs: [en-de, ..], mode: joint | per_pair}
+    objective: {metrics: [objective | task.metric | {metric, direction}], aggregator: mean}
+    sampler:   {name: tpe|cmaes|gp|random|grid|qmc|nsga2, ..options}
+    scheduler: {name: asha|hyperband|median|fifo, ..options}
+    enqueue:   [{dotted.key: value, ..}, ..]          configs tried first
+    run:       defaults of the command line (trials, storage, study, out, ...)
+
+A searched key is sampled only when its `when` holds: each condition is read from the values
+sampled before it in the file, else from `base` (defaults included).
+
+Task weights are one searched object on the simplex. Each task ``t`` gets a uniform
+``u_t ~ FloatDistribution(1e-6, 1)`` named ``weights.<t>``; ``e_t = -log(u_t)`` are then
+independent Exp(1) draws and ``p_t = e_t / sum(e)`` is Dirichlet(1, .., 1), i.e. uniform on the
+simplex (under random sampling; TPE and the others then concentrate where trials did well).
+With ``n`` tasks and floor ``min``, ``weight_t = min + (1 - min) * n * p_t``: every weight is
+at least ``min`` and they sum to ``n``, so the centre of the simplex is all 1.0. The weights
+are set at ``tasks.<t>.weight``.
+
+Each searched key is checked by setting its low, high (and a point between) or every choice
+into a copy of `base` and validating that with the trainer's own schema; what only a
+combination of sampled values breaks is a ConfigError of `SearchSpace.trial_config`.
+
+Several metrics make a multi-objective study: the default sampler is then nsga2 and the
+scheduler fifo (Ray's schedulers prune on a single metric). Validating a space imports
+neither torch nor ray.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import yaml
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+
+from mtl.config import RunConfig, _raise_if, config_from_dict, to_dict
+from search._space_checks import TOP_KEYS, Context, dotted_get
+from search.samplers import SAMPLERS, SCHEDULER_OPTIONS
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = ["SAMPLERS", "SCHEDULER_OPTIONS", "Metric", "Param", "RunOptions", "SearchSpace", "SpaceError",
+           "load_space"]
+
+SPACES_DIR = Path(__file__).resolve().parents[1] / "spaces"
+U_LOW = 1e-6
+"""Lower end of the uniform draw behind each task weight (keeps -log(u) finite)."""
+
+
+class SpaceError(ValueError):
+    """One or more problems of a space file, each ``file: dotted.key: message``."""
+
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = list(errors)
+        super().__init__("\n".join(self.errors))
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searched trainer key."""
+
+    path: str
+    """Dotted key into the trainer config, e.g. ``train.lr``; also the Optuna parameter name."""
+    distribution: BaseDistribution
+    """Optuna's own distribution."""
+    when: dict[str, tuple]
+    """Condition key -> allowed values; the parameter is sampled only when all hold."""
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One objective of the study."""
+
+    name: str
+    """``objective`` (the trainer's early-stopping value) or ``task.metric``."""
+    direction: Literal["maximize", "minimize"]
+    """Whether higher or lower is better."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Defaults of the search command line (a flag overrides its field)."""
+
+    trials: int = 20
+    """Trials to finish (complete, pruned or failed) in the study."""
+    storage: str | None = None
+    """Optuna storage URL (None: ``sqlite:///studies/<file stem>.db``)."""
+    study: str | None = None
+    """Study name (None: the file stem)."""
+    out: str | None = None
+    """Folder of the trials' run directories (None: ``runs/<file stem>``)."""
+    max_concurrent: int = 2
+    """Trials running at once."""
+    cpus_per_trial: float = 1.0
+    """CPUs Ray reserves per trial."""
+    gpus_per_trial: float = 0.0
+    """GPUs Ray reserves per trial (fractions share a GPU)."""
+    time_budget: float | None = None
+    """Seconds the search runs; then running trials are interrupted, to resume on the next run (None: no limit)."""
+    seed: int = 0
+    """Seed of the sampler."""
+    max_failures_in_a_row: int = 5
+    """Stop the search after this many failed trials in a row."""
+    data: str | None = None
+    """MLQE-PE data root (None: ``base.data.root``)."""
+
+    def __post_init__(self) -> None:
+        problems = [(k, "must be >= 1, got %r" % getattr(self, k))
+                    for k in ("trials", "max_concurrent", "max_failures_in_a_row") if getattr(self, k) < 1]
+        if self.cpus_per_trial <= 0:
+            problems.append(("cpus_per_trial", f"must be > 0, got {self.cpus_per_trial}"))
+        if self.gpus_per_trial < 0:
+            problems.append(("gpus_per_trial", f"must be >= 0, got {self.gpus_per_trial}"))
+        if self.time_budget is not None and self.time_budget <= 0:
+            problems.append(("time_budget", f"must be > 0 seconds or null, got {self.time_budget}"))
+        problems += [(k, "must not be empty") for k in ("storage", "study", "out", "data") if getattr(self, k) == ""]
+        _raise_if(problems)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A validated space file; build it with :func:`load_space`."""
+
+    source: str
+    """The file, as named in messages."""
+    name: str
+    """The file stem (default study name)."""
+    base: dict
+    """The raw `base` mapping (validated)."""
+    params: tuple[Param, ...]
+    """Searched keys, in file order."""
+    weight_tasks: tuple[str, ...]
+    """Tasks whose loss weights are searched on the simplex (empty: none)."""
+    weight_min: float
+    """Floor of each searched weight."""
+    weight_when: dict[str, tuple]
+    """Condition under which the weights are searched (as `Param.when`)."""
+    pairs: tuple[str, ...]
+    """Language pairs of every trial."""
+    mode: Literal["joint", "per_pair"]
+    """joint: one run on all pairs; per_pair: one run per pair, aggregated."""
+    metrics: tuple[Metric, ...]
+    """The study's objectives (several: multi-objective)."""
+    aggregator: str
+    """Name in `search.objective.AGGREGATORS`: per-pair values -> one number."""
+    sampler: str
+    """Name in `SAMPLERS`."""
+    sampler_args: dict
+    """Options of the sampler as written (the sampler function adds its defaults)."""
+    scheduler: str
+    """Name in `SCHEDULER_OPTIONS` (Ray Tune)."""
+    scheduler_args: dict
+    """Options of the scheduler."""
+    enqueue: tuple[dict, ...]
+    """Optuna parameter values to try first (raw ``weights.<t>`` draws included)."""
+    run: RunOptions
+    """Command-line defaults, overrides applied, every None resolved."""
+
+    @property
+    def directions(self) -> list[str]:
+        """The study's directions, one per metric."""
+        return [m.direction for m in self.metrics]
+
+    @cached_property
+    def _base_values(self) -> dict[str, Any]:
+        return to_dict(config_from_dict(self.base, source=f"{self.source}: base"))
+
+    def _holds(self, when: Mapping[str, tuple], values: Mapping[str, Any]) -> bool:
+        return all((values[k] if k in values else dotted_get(self._base_values, k)) in allowed
+                   for k, allowed in when.items())
+
+    def sample(self, trial: optuna.trial.BaseTrial) -> dict[str, Any]:
+        """Sample a config define-by-run: each parameter whose `when` holds, then the weights.
+
+        Args:
+            trial: An Optuna trial (or ``FixedTrial``); parameters are named by their paths,
+                weights ``weights.<task>``.
+
+        Returns:
+            ``{dotted key: value}`` to set on `base`, task weights resolved at
+            ``tasks.<t>.weight``.
+        """
+        values: dict[str, Any] = {}
+        for p in self.params:
+            if self._holds(p.when, values):
+                values[p.path] = _suggest(trial, p.path, p.distribution)
+        if self.weight_tasks and self._holds(self.weight_when, values):
+            values.update(self._weights({t: trial.suggest_float(f"weights.{t}", U_LOW, 1.0)
+                                         for t in self.weight_tasks}))
+        return values
+
+    def values_from_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """What :meth:`sample` returned, rebuilt from a finished trial's ``params``.
+
+        Args:
+            params: ``FrozenTrial.params``: searched paths and raw ``weights.<task>`` draws.
+
+        Returns:
+            ``{dotted key: value}`` as :meth:`sample` returns it (weights at ``tasks.<t>.weight``).
+
+        Raises:
+            ValueError: ``params`` name something this space does not search, or only some weights.
+        """
+        known = {p.path for p in self.params} | {f"weights.{t}" for t in self.weight_tasks}
+        if unknown := sorted(set(params) - known):
+            raise ValueError(f"{self.source}: not parameters of this space: {', '.join(unknown)}")
+        values = {p.path: params[p.path] for p in self.params if p.path in params}
+        u = {t: params[f"weights.{t}"] for t in self.weight_tasks if f"weights.{t}" in params}
+        if u and len(u) < len(self.weight_tasks):
+            missing = [f"weights.{t}" for t in self.weight_tasks if t not in u]
+            raise ValueError(f"{self.source}: params give only some task weights; missing {', '.join(missing)}")
+        return {**values, **(self._weights(u) if u else {})}
+
+    def _weights(self, u: Mapping[str, float]) -> dict[str, float]:
+        e = {t: -math.log(v) for t, v in u.items()}
+        total, n = sum(e.values()), len(e)
+        share = {t: (x / total if total > 0 else 1.0 / n) for t, x in e.items()}
+        return {f"tasks.{t}.weight": self.weight_min + (1.0 - self.weight_min) * n * s for t, s in share.items()}
+
+    def trial_config(self, values: Mapping[str, Any], *, pairs: Sequence[str] | None = None,
+                     data_root: str | None = None) -> RunConfig:
+        """The trainer config of one trial: `base` + ``values`` + pairs + data root, validated.
+
+        Args:
+            values: From :meth:`sample` or :meth:`values_from_params`.
+            pairs: Language pairs (default: the space's).
+            data_root: MLQE-PE data root (default: ``run.data``).
+
+        Raises:
+            ConfigError: The combination is invalid (e.g. heads not dividing a sampled size).
+        """
+        settings = {**values, "data.pairs": list(pairs or self.pairs), "data.root": data_root or self.run.data}
+        return config_from_dict(self.base, source=f"{self.source}: base + sampled values", overrides=settings)
+
+    def make_sampler(self) -> optuna.samplers.BaseSampler:
+        """The space's Optuna sampler, seeded with ``run.seed``.
+
+        Raises:
+            SpaceError: The sampler's constructor rejects an option value.
+        """
+        try:
+            return SAMPLERS[self.sampler](self, self.run.seed, **self.sampler_args)
+        except (ValueError, TypeError) as e:
+            raise SpaceError([f"{self.source}: sampler: {e}"]) from e
+
+
+def _suggest(trial: optuna.trial.BaseTrial, name: str, d: BaseDistribution) -> Any:
+    if isinstance(d, FloatDistribution):
+        return trial.suggest_float(name, d.low, d.high, log=d.log, step=d.step)
+    if isinstance(d, IntDistribution):
+        return trial.suggest_int(name, d.low, d.high, log=d.log, step=d.step)
+    assert isinstance(d, CategoricalDistribution), d
+    return trial.suggest_categorical(name, d.choices)
+
+
+def load_space(path: str | Path, *, overrides: Mapping[str, Any] | None = None) -> SearchSpace:
+    """Read and validate a space file.
+
+    Args:
+        path: The YAML file, or a bare name looked up in the repository's ``spaces/``
+            (``quickstart`` -> ``spaces/quickstart.yaml``).
+        overrides: `run` options from the command line, e.g. ``{"trials": 6}``; None values
+            (flags not given) are skipped.
+
+    Returns:
+        The validated space.
+
+    Raises:
+        SpaceError: Every problem of the file at once, each ``file: dotted.key: message``.
+    """
+    file = _find(Path(path))
+    source = _display(file)
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise SpaceError([f"{source}: cannot read: {e.strerror}"]) from e
+    except yaml.YAMLError as e:
+        raise SpaceError([f"{source}: not valid YAML: {e}"]) from e
+    if not isinstance(raw, Mapping):
+        raise SpaceError([f"{source}: the top level must be a mapping of {', '.join(TOP_KEYS)}, "
+                          f"got {type(raw).__name__}"])
+    ctx = Context(source)
+    ctx.check_top(raw)
+    ctx.check_base(raw.get("base"))
+    specs = ctx.check_search(raw.get("search"))
+    weight_tasks, weight_min, weight_when = ctx.check_weights(raw.get("weights"), specs)
+    if not raw.get("search") and "weights" not in raw:
+        ctx.err("search", "nothing to search: give search: {dotted.key: spec} or weights: {}")
+    pairs, mode = ctx.check_datasets(raw.get("datasets"))
+    metrics, aggregator = ctx.check_objective(raw.get("objective"))
+    sampler, sampler_args = ctx.check_sampler(raw.get("sampler"), specs, weight_tasks, len(metrics))
+    scheduler, scheduler_args = ctx.check_scheduler(raw.get("scheduler"), metrics)
+    dists = {path: dist for path, dist, _ in specs}
+    dists.update({f"weights.{t}": FloatDistribution(U_LOW, 1.0) for t in weight_tasks})
+    enqueue = ctx.check_enqueue(raw.get("enqueue"), dists)
+    run = ctx.check_run(raw.get("run"), overrides or {}, RunOptions)
+    if ctx.errors:
+        raise SpaceError(ctx.errors)
+    assert ctx.cfg is not None and isinstance(run, RunOptions)
+    run = dataclasses.replace(
+        run, storage=run.storage or f"sqlite:///studies/{file.stem}.db", study=run.study or file.stem,
+        out=run.out or f"runs/{file.stem}", data=run.data or ctx.cfg.data.root)
+    return SearchSpace(
+        source=source, name=file.stem, base=copy.deepcopy(dict(ctx.base_raw)), params=tuple(Param(*s) for s in specs),
+        weight_tasks=weight_tasks, weight_min=weight_min, weight_when=weight_when, pairs=pairs,
+        mode=mode, metrics=tuple(Metric(*m) for m in metrics), aggregator=aggregator,  # type: ignore[arg-type]
+        sampler=sampler, sampler_args=sampler_args, scheduler=scheduler, scheduler_args=scheduler_args,
+        enqueue=enqueue, run=run)
+
+
+def _find(path: Path) -> Path:
+    if path.is_file():
+        return path
+    tried = [path]
+    if len(path.parts) == 1:
+        named = SPACES_DIR / (path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml")
+        if named.is_file():
+            return named
+        tried.append(named)
+    raise SpaceError([f"{path}: no such space file; looked in: {', '.join(map(str, tried))}"])
+
+
+def _display(file: Path) -> str:
+    """The file as messages name it: relative to the working directory when inside it."""
+    try:
+        return str(file.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(file)
+

@@ -1,0 +1,370 @@
+"""The study: an Optuna RDB storage, and the only writer of trial states. No Ray here.
+
+Ray runs the trials; this module decides what they are and what became of them. The
+database is the truth: a search that restarts after a crash reads it, marks the trials that
+were running as FAIL (reason: interrupted), enqueues their configs again (they resume from
+their last checkpoint, in the same run directory) and goes on until `budget` trials have a
+verdict. A verdict is COMPLETE, PRUNED (stopped by the scheduler) or FAIL with its reason;
+an interrupted trial has none and does not count.
+
+User attributes of every trial: ``values`` (the searched keys as set), ``config`` (the
+complete trainer config), ``run_dir``, ``driver``, and when it ends ``metrics``
+(``{pair: {task: {metric: v}}}`` of its best checkpoint), ``pair_scores``
+(``{metric: {pair: v}}``), ``step``, ``seconds``; a failed one ``fail_reason`` and
+``fail_traceback``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from mtl.config import ConfigError, config_from_dict, dump_config, to_dict
+from search.space import SearchSpace
+
+log = logging.getLogger(__name__)
+
+INTERRUPTED = "interrupted"
+ERROR_FILE = "error.json"  # written by search.trial into the run directory of a trial that raised
+
+
+class StudyMismatch(ValueError):
+    """The stored study was created for other objectives than the space's."""
+
+
+@dataclass(frozen=True)
+class TrialPlan:
+    """What one trial runs; plain data, sent to the Ray worker as the trial's config."""
+
+    number: int
+    run_dir: str
+    configs: dict[str, dict[str, Any]]
+    """Trainer config(s) as plain dicts: ``{"all": cfg}`` (joint) or ``{pair: cfg}`` (per_pair)."""
+    metrics: list[tuple[str, str]]
+    """(name, direction) of each objective: ``objective`` or ``task.metric``."""
+    aggregator: str
+    history: dict[str, list[dict[str, float]]] = field(default_factory=dict)
+    """Per metric, the per-pair scores of the trials finished before this one started
+    (the reference of the relative aggregators mean_rank and mean_z)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Counts:
+    complete: int = 0
+    pruned: int = 0
+    failed: int = 0
+    interrupted: int = 0
+    running: int = 0
+    waiting: int = 0
+
+    @property
+    def finished(self) -> int:
+        """Trials with a verdict: they count against the budget."""
+        return self.complete + self.pruned + self.failed
+
+
+def driver_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _driver_alive(driver: str | None) -> bool:
+    """Whether the driver that owns a RUNNING trial is a live process on this host."""
+    if not driver or ":" not in driver:
+        return False
+    host, pid = driver.rsplit(":", 1)
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _prepare_sqlite(url: str) -> None:
+    """Create the folder of a SQLite file so that a first run just works."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and url[len(prefix):] not in ("", ":memory:"):
+        Path(url[len(prefix):]).parent.mkdir(parents=True, exist_ok=True)
+
+
+class Study:
+    """One search's study: open or resume it, hand out trials, record what became of them.
+
+    Args:
+        space: The validated search space.
+        storage: SQLAlchemy URL of the Optuna RDB storage.
+        name: Study name.
+        out: Folder of the trials' run directories.
+        data_root: MLQE-PE data root every trial reads (made absolute: trials run elsewhere).
+        budget: How many trials must reach a verdict.
+        max_failures_in_a_row: Stop handing out trials after this many consecutive failures.
+    """
+
+    def __init__(self, space: SearchSpace, *, storage: str, name: str, out: str | Path, data_root: str,
+                 budget: int, max_failures_in_a_row: int) -> None:
+        self.space = space
+        self.storage_url = storage
+        self.name = name
+        self.out = Path(out).resolve()
+        self.data_root = str(Path(data_root).resolve())
+        self.budget = budget
+        self.max_failures_in_a_row = max_failures_in_a_row
+        self.failures_in_a_row = 0
+        self.in_flight: dict[int, optuna.Trial] = {}
+        self.started = time.monotonic()
+        self.study: optuna.Study | None = None
+
+    # --- opening and resuming --------------------------------------------------------------
+
+    def open(self) -> Counts:
+        """Create the study, or load it and recover the trials a dead driver left RUNNING.
+
+        Raises:
+            StudyMismatch: The stored study optimises other directions or metrics.
+        """
+        _prepare_sqlite(self.storage_url)
+        storage = optuna.storages.RDBStorage(self.storage_url)
+        directions = [m.direction for m in self.space.metrics]
+        names = [m.name for m in self.space.metrics]
+        exists = self.name in {s.study_name for s in optuna.get_all_study_summaries(storage)}
+        if exists:
+            study = optuna.load_study(study_name=self.name, storage=storage, sampler=self.space.make_sampler())
+            stored = [d.name.lower() for d in study.directions]
+            stored_names = study.user_attrs.get("metrics")
+            if stored != directions or (stored_names is not None and stored_names != names):
+                raise StudyMismatch(
+                    f"study {self.name!r} in {self.storage_url} optimises {stored_names or '?'} ({', '.join(stored)}), "
+                    f"but {self.space.source} asks for {names} ({', '.join(directions)}); use another --study "
+                    f"name or --storage")
+        else:
+            study = optuna.create_study(storage=storage, study_name=self.name, directions=directions,
+                                        sampler=self.space.make_sampler())
+            study.set_user_attr("metrics", names)
+            study.set_user_attr("aggregator", self.space.aggregator)
+            study.set_user_attr("pairs", list(self.space.pairs))
+            study.set_user_attr("mode", self.space.mode)
+            study.set_user_attr("space_file", str(self.space.source))
+            for values in self.space.enqueue:
+                study.enqueue_trial(dict(values), user_attrs={"enqueued": True})
+        self.study = study
+        self._recover()
+        return self.counts()
+
+    def _recover(self) -> None:
+        assert self.study is not None
+        trials = self.study.get_trials(deepcopy=False)
+        retried = {t.user_attrs.get("retry_of") for t in trials}
+        for t in trials:
+            if t.state != TrialState.RUNNING or t.number in self.in_flight:
+                continue
+            if _driver_alive(t.user_attrs.get("driver")):
+                log.warning("trial %d is RUNNING under the live driver %s: left alone", t.number,
+                            t.user_attrs.get("driver"))
+                continue
+            self._interrupt(t.number, t.params, t.user_attrs.get("run_dir"), enqueue=t.number not in retried,
+                            why="the search driver stopped while it ran")
+
+    def _interrupt(self, number: int, params: dict[str, Any], run_dir: str | None, *, enqueue: bool,
+                   why: str) -> None:
+        """FAIL (interrupted) and enqueue the same config, to resume in the same run directory."""
+        assert self.study is not None
+        if enqueue:  # enqueue first: a crash between the two calls leaves a retry, not a lost config
+            self.study.enqueue_trial(params, user_attrs={"retry_of": number, "resume_run_dir": run_dir})
+        storage, trial_id = self._storage_trial(number)
+        storage.set_trial_user_attr(trial_id, "fail_reason", f"{INTERRUPTED}: {why}")
+        storage.set_trial_user_attr(trial_id, INTERRUPTED, True)
+        self.study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+        log.info("trial %d: interrupted (%s); its config is enqueued again", number, why)
+
+    def _storage_trial(self, number: int) -> tuple[Any, int]:
+        assert self.study is not None
+        storage = self.study._storage  # noqa: SLF001 - optuna's public API sets attrs only on live trials
+        return storage, storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number)  # noqa: SLF001
+
+    # --- handing out trials ----------------------------------------------------------------
+
+    def counts(self) -> Counts:
+        assert self.study is not None
+        c = Counts()
+        for t in self.study.get_trials(deepcopy=False):
+            if t.state == TrialState.COMPLETE:
+                c.complete += 1
+            elif t.state == TrialState.PRUNED:
+                c.pruned += 1
+            elif t.state == TrialState.FAIL:
+                if t.user_attrs.get(INTERRUPTED):
+                    c.interrupted += 1
+                else:
+                    c.failed += 1
+            elif t.state == TrialState.RUNNING:
+                c.running += 1
+            elif t.state == TrialState.WAITING:
+                c.waiting += 1
+        return c
+
+    def stop_reason(self) -> str | None:
+        """Why no more trials are handed out, or None."""
+        if self.failures_in_a_row >= self.max_failures_in_a_row:
+            return (f"{self.failures_in_a_row} trials failed in a row (limit {self.max_failures_in_a_row}): "
+                    f"stopping; see each trial's fail_reason")
+        if self.counts().finished + len(self.in_flight) >= self.budget:
+            return "budget"
+        return None
+
+    def ask(self) -> TrialPlan | None:
+        """The next trial to run, or None when the budget is spent or too many failed in a row."""
+        assert self.study is not None
+        while self.stop_reason() is None:
+            trial = self.study.ask()
+            trial.set_user_attr("driver", driver_id())
+            values = self.space.sample(trial)
+            trial.set_user_attr("values", _jsonable(values))
+            try:
+                configs = self._configs(values)
+            except ConfigError as e:  # a combination the space's own checks cannot foresee
+                self._fail(trial.number, f"invalid config from the space: {e}", None)
+                continue
+            run_dir = trial.user_attrs.get("resume_run_dir") or str(self.out / f"trial-{trial.number:04d}")
+            trial.set_user_attr("config", next(iter(configs.values())) if len(configs) == 1 else configs)
+            trial.set_user_attr("run_dir", run_dir)
+            self.in_flight[trial.number] = trial
+            return TrialPlan(number=trial.number, run_dir=run_dir, configs=configs,
+                             metrics=[(m.name, m.direction) for m in self.space.metrics],
+                             aggregator=self.space.aggregator, history=self._history())
+        return None
+
+    def _configs(self, values: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        if self.space.mode == "per_pair":
+            return {pair: to_dict(self.space.trial_config(values, pairs=[pair], data_root=self.data_root))
+                    for pair in self.space.pairs}
+        return {"all": to_dict(self.space.trial_config(values, data_root=self.data_root))}
+
+    def _history(self) -> dict[str, list[dict[str, float]]]:
+        assert self.study is not None
+        done = [t.user_attrs.get("pair_scores") for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+        return {m.name: [s[m.name] for s in done if s and m.name in s] for m in self.space.metrics}
+
+    # --- recording -------------------------------------------------------------------------
+
+    def report(self, number: int, *, step: int, scores: list[float], trial: optuna.Trial | None = None) -> None:
+        """An intermediate value (single objective only: Optuna keeps none for several)."""
+        trial = trial or self.in_flight.get(number)
+        if trial is None or len(scores) != 1 or not math.isfinite(scores[0]):
+            return
+        trial.report(scores[0], step)  # optuna ignores a second value for the same step
+
+    def finish(self, number: int, result: dict[str, Any], *, time_budget: float | None = None) -> str:
+        """Record a trial Ray stopped without error: COMPLETE when it ran to its end, PRUNED
+        when the scheduler stopped it, interrupted when the time budget ran out.
+
+        Returns:
+            The state written: "COMPLETE", "PRUNED", "FAIL" or "interrupted".
+        """
+        trial = self.in_flight.pop(number, None)
+        if trial is None:
+            return "unknown"
+        if not result or "scores" not in result:
+            self._fail(number, "the trial ended without reporting a result", None)
+            return "FAIL"
+        final = bool(result.get("final"))
+        if not final and time_budget is not None and time.monotonic() - self.started >= time_budget:
+            self._interrupt(number, trial.params, trial.user_attrs.get("run_dir"), enqueue=True,
+                            why="--time-budget ran out")
+            return INTERRUPTED
+        scores = [float(v) for v in result["scores"]]
+        for key in ("metrics", "pair_scores"):
+            if key in result:
+                trial.set_user_attr(key, json.loads(result[key]) if isinstance(result[key], str) else result[key])
+        trial.set_user_attr("step", int(result.get("step", 0)))
+        trial.set_user_attr("seconds", round(float(result.get("seconds", 0.0)), 1))
+        if not all(math.isfinite(v) for v in scores):
+            self._fail(number, f"objective is not finite at step {result.get('step')}: {scores} (e.g. constant "
+                               f"predictions leave Pearson undefined)", None)
+            return "FAIL"
+        self.failures_in_a_row = 0
+        if final:
+            self.study.tell(number, scores)
+            return "COMPLETE"
+        # Ray hands the result that made its scheduler stop the trial to on_trial_complete only
+        self.report(number, step=int(result.get("step", 0)), scores=scores, trial=trial)
+        self.study.tell(number, state=TrialState.PRUNED)
+        return "PRUNED"
+
+    def fail(self, number: int, *, ray_error: str | None) -> None:
+        """Record a trial that raised or whose process died; the reason comes from the error
+        file the trial wrote, else from Ray's own error."""
+        trial = self.in_flight.get(number)
+        run_dir = trial.user_attrs.get("run_dir") if trial else None
+        reason, tb = None, ray_error
+        if run_dir and (Path(run_dir) / ERROR_FILE).exists():
+            err = json.loads((Path(run_dir) / ERROR_FILE).read_text(encoding="utf-8"))
+            reason, tb = err["reason"], err["traceback"]
+        if reason is None:
+            last = [line for line in (ray_error or "").strip().splitlines() if line.strip()]
+            reason = last[-1].strip() if last else "the trial's process died without a Python error (killed, e.g. out of memory?)"
+        self._fail(number, reason, tb)
+
+    def _fail(self, number: int, reason: str, tb: str | None) -> None:
+        assert self.study is not None
+        self.in_flight.pop(number, None)
+        storage, trial_id = self._storage_trial(number)
+        storage.set_trial_user_attr(trial_id, "fail_reason", reason)
+        if tb:
+            storage.set_trial_user_attr(trial_id, "fail_traceback", tb[-20000:])
+        self.study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+        self.failures_in_a_row += 1
+        log.warning("trial %d failed: %s", number, reason)
+
+    def interrupt_in_flight(self, why: str) -> None:
+        """Mark every trial this driver still runs as interrupted (a clean shutdown)."""
+        for number, trial in list(self.in_flight.items()):
+            self.in_flight.pop(number)
+            self._interrupt(number, trial.params, trial.user_attrs.get("run_dir"), enqueue=True, why=why)
+
+    # --- the result --------------------------------------------------------------------------
+
+    def best_trials(self) -> list[optuna.trial.FrozenTrial]:
+        """The best COMPLETE trial (single objective) or the Pareto front (several)."""
+        assert self.study is not None
+        if not any(t.state == TrialState.COMPLETE for t in self.study.get_trials(deepcopy=False)):
+            return []
+        return self.study.best_trials if len(self.space.metrics) > 1 else [self.study.best_trial]
+
+    def export_best(self, path: str | Path) -> Path | None:
+        """Write the best trial's complete trainer config (no search syntax) as YAML."""
+        best = self.best_trials()
+        if not best:
+            return None
+        t = best[0]
+        config = t.user_attrs["config"]
+        if self.space.mode == "per_pair":  # one config for all pairs: the per-pair ones differ only in data.pairs
+            config = dict(next(iter(config.values())), data={**next(iter(config.values()))["data"],
+                                                              "pairs": list(self.space.pairs)})
+        cfg = config_from_dict(config, source=f"study {self.name}: trial {t.number}")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        values = ", ".join(f"{m.name}={v:.4f}" for m, v in zip(self.space.metrics, t.values))
+        dump_config(cfg, path, header=f"# Best trial {t.number} of study {self.name!r} ({values}), from "
+                                       f"{self.space.source}.\n# Retrain: python -m mtl train --config {path} "
+                                       f"--out runs/best\n")
+        return path
+
+
+def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in values.items()}

@@ -1,0 +1,295 @@
+"""Ray Tune runs the trials: the only module of the project that imports `ray`.
+
+Thin translation: a `Searcher` that asks `search.study.Study` for trials and tells it what
+Ray saw, a `Callback` that records errors with Ray's reason and draws the progress line, the
+trial function (`search.trial` does the work) and the Tuner set-up. Ray's schedulers stop
+bad trials; Ray places them (`--address` attaches to a running cluster).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+from ray.tune.search import Searcher
+
+from search.study import Study
+from search.trial import PairProgress, run_joint, train_pair
+
+log = logging.getLogger(__name__)
+
+METRIC = "score"  # the first objective, aggregated over pairs: what Ray's schedulers compare
+
+
+# --- the scheduler registry: names -> Ray classes (options validated in search.space) -------
+
+
+def _asha(metric: str, mode: str, args: dict[str, Any], *, brackets: int = 1):
+    from ray.tune.schedulers import AsyncHyperBandScheduler
+
+    args = {"max_t": 100, "grace_period": 1, "reduction_factor": 2, "brackets": brackets, **args}
+    # A trial that reaches max_t is not stopped: it is not worse than the others, and max_t
+    # only places the rungs. The trainer's own step budget ends a trial.
+    return AsyncHyperBandScheduler(time_attr="training_iteration", metric=metric, mode=mode,
+                                   stop_last_trials=False, **args)
+
+
+def _hyperband(metric: str, mode: str, args: dict[str, Any]):
+    # Asynchronous HyperBand (Li et al. 2018: several ASHA brackets). Ray's synchronous
+    # HyperBandScheduler pauses and resumes trials, which our trials do not checkpoint for.
+    return _asha(metric, mode, {"brackets": 3, **args})
+
+
+def _median(metric: str, mode: str, args: dict[str, Any]):
+    from ray.tune.schedulers import MedianStoppingRule
+
+    return MedianStoppingRule(time_attr="training_iteration", metric=metric, mode=mode,
+                              **{"grace_period": 1, "min_samples_required": 3, **args})
+
+
+def _fifo(metric: str, mode: str, args: dict[str, Any]):
+    from ray.tune.schedulers import FIFOScheduler
+
+    return FIFOScheduler()
+
+
+SCHEDULERS = {"asha": _asha, "hyperband": _hyperband, "median": _median, "fifo": _fifo}
+
+
+# --- the trial, on a Ray worker -----------------------------------------------------------
+
+
+def _trial(plan: dict[str, Any]) -> None:
+    import torch
+
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
+    torch.set_num_threads(max(1, int(cpus)))
+    report = lambda result: tune.report(result)  # noqa: E731 - Ray 2.60: tune.report, not train.report
+    if len(plan["configs"]) == 1 and "all" in plan["configs"]:
+        run_joint(plan, report=report)
+    else:
+        _per_pair(plan, report=report)
+
+
+def _per_pair(plan: dict[str, Any], *, report) -> None:
+    """Each pair trained by its own Ray task inside the trial's placement group, in parallel."""
+    progress = PairProgress(plan)
+    cpus = plan["pair_cpus"]
+    task = ray.remote(train_pair).options(num_cpus=cpus, num_gpus=plan["pair_gpus"])
+    refs = {pair: task.remote(cfg, progress.pair_dir(pair)) for pair, cfg in plan["configs"].items()}
+    try:
+        pending = list(refs.values())
+        while pending:
+            _, pending = ray.wait(pending, num_returns=len(pending), timeout=2.0)
+            for result in progress.new_results():
+                report(result)
+        results = {pair: ray.get(ref) for pair, ref in refs.items()}  # raises the first pair's error
+        report(progress.final_result(results))
+    finally:
+        for ref in refs.values():  # a pruned or failed trial stops its pairs' tasks too
+            ray.cancel(ref, force=True)
+
+
+# --- the driver side ----------------------------------------------------------------------
+
+
+class _Searcher(Searcher):
+    """Ray's view of the study: suggest = ask, results and completions = tell."""
+
+    def __init__(self, study: Study, *, mode: str, extra: dict[str, Any], time_budget: float | None) -> None:
+        super().__init__(metric=METRIC, mode=mode)
+        self.study = study
+        self.extra = extra
+        self.time_budget = time_budget
+        self.numbers: dict[str, int] = {}  # Ray trial id -> Optuna trial number
+
+    # Ray pickles the Tuner and saves the searcher for `Tuner.restore`, which we never use:
+    # the study database is the truth and a rerun reads it. Only plain fields travel.
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "study": None}
+
+    def save(self, checkpoint_path: str) -> None:
+        Path(checkpoint_path).write_text(f"study {self.study.name!r} in {self.study.storage_url}\n")
+
+    def restore(self, checkpoint_path: str) -> None:
+        raise NotImplementedError("resume by running the same command again: the study is read from its database")
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        plan = self.study.ask()
+        if plan is None:
+            return Searcher.FINISHED
+        self.numbers[trial_id] = plan.number
+        return {**plan.as_dict(), **self.extra}
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id in self.numbers and "scores" in result and not result.get("final"):
+            self.study.report(self.numbers[trial_id], step=int(result["step"]), scores=list(result["scores"]))
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if error:  # _Events.on_trial_error records it, with Ray's error (it is called right after)
+            return
+        number = self.numbers.pop(trial_id, None)
+        if number is not None:
+            self.study.finish(number, result or {}, time_budget=self.time_budget)
+
+
+class _Events(tune.Callback):
+    """Failed trials (with Ray's reason) and the live progress line."""
+
+    def __init__(self, study: Study, searcher: _Searcher, *, stream=sys.stderr) -> None:
+        self.study, self.searcher, self.stream = study, searcher, stream
+        self.last_draw = self.last_print = 0.0
+        self.last_line = ""
+        self.start_counts = study.counts()
+        self.tty = stream.isatty()
+
+    def __getstate__(self) -> dict[str, Any]:  # see _Searcher.__getstate__
+        return {**self.__dict__, "study": None, "searcher": None, "stream": None}
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:
+        number = self.searcher.numbers.pop(trial.trial_id, None)
+        if number is not None:
+            err = trial.get_error()
+            self.study.fail(number, ray_error=str(err) if err is not None else None)
+            self.draw(force=True)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info: Any) -> None:
+        self.draw(force=True)
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        self.draw()
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self.draw(force=True)
+        if self.tty:
+            self.stream.write("\n")
+
+    def draw(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last_draw < (1.0 if self.tty else 15.0):
+            return
+        self.last_draw = now
+        line = progress_line(self.study, self.start_counts)
+        if not self.tty and line.split(" | ")[:3] == self.last_line.split(" | ")[:3] and now - self.last_print < 60:
+            return  # a log file gets a line when something changed, or once a minute
+        self.last_line, self.last_print = line, now
+        self.stream.write(("\r\033[K" + line) if self.tty else line + "\n")
+        self.stream.flush()
+
+
+def progress_line(study: Study, start) -> str:
+    c = study.counts()
+    elapsed = time.monotonic() - study.started
+    done_here = c.finished - start.finished
+    left = max(0, study.budget - c.finished)
+    eta = _clock(elapsed / done_here * left) if done_here else "?"
+    best = ""
+    trials = study.best_trials()
+    if trials:
+        t = trials[0]
+        best = f"best {', '.join(f'{v:.4f}' for v in t.values)} (trial {t.number}) | "
+    return (f"[{study.name}] {c.finished}/{study.budget} finished: {c.complete} complete, {c.pruned} pruned, "
+            f"{c.failed} failed | {len(study.in_flight)} running | {best}{_clock(elapsed)} elapsed, ETA {eta}")
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def connect(address: str | None, *, verbose: bool) -> str:
+    """Start a local Ray, or attach to a running cluster (`ray.init(address=...)` only).
+
+    Returns:
+        The address of the cluster's GCS (recorded in the study).
+    """
+    if address is None:
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local run needs no token
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    if not verbose:  # the study records each failure with its traceback; Ray need not print them too
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+        os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
+        for name in ("ray.tune.tune", "ray.tune.analysis.experiment_analysis"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+    ray.init(address=address, include_dashboard=False, log_to_driver=verbose,
+             logging_level=logging.INFO if verbose else logging.WARNING,
+             runtime_env={"env_vars": {"HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),
+                                       "TOKENIZERS_PARALLELISM": "false"}})
+    return ray.get_runtime_context().gcs_address
+
+
+def disconnect() -> None:
+    """Leave the cluster (a local Ray started by `connect` stops with it)."""
+    ray.shutdown()
+
+
+def run_search(study: Study, *, cpus_per_trial: float, gpus_per_trial: float, max_concurrent: int,
+               time_budget: float | None, verbose: bool) -> None:
+    """Run trials until the study's budget has verdicts (or the time budget, or too many
+    failures in a row). Ray must be connected (`connect`)."""
+    space = study.space
+    mode = "max" if space.metrics[0].direction == "maximize" else "min"
+    pairs = len(space.pairs)
+    if space.mode == "per_pair":
+        # A small bundle for the trial's own process, one for each pair's task.
+        head = {"CPU": 0.01}
+        bundle = {"CPU": cpus_per_trial / pairs, **({"GPU": gpus_per_trial / pairs} if gpus_per_trial else {})}
+        resources = tune.PlacementGroupFactory([head] + [bundle] * pairs)
+        extra = {"pair_cpus": cpus_per_trial / pairs, "pair_gpus": gpus_per_trial / pairs}
+    else:
+        resources = {"cpu": cpus_per_trial, "gpu": gpus_per_trial}
+        extra = {}
+    searcher = _Searcher(study, mode=mode, extra=extra, time_budget=time_budget)
+    make = SCHEDULERS[space.scheduler]
+    scheduler = make(METRIC, mode, dict(space.scheduler_args))
+    if space.scheduler in ("asha", "hyperband"):
+        _seed_rungs(scheduler, study)
+    remaining = max(1, study.budget - study.counts().finished)
+    tuner = tune.Tuner(
+        tune.with_resources(_trial, resources),
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=remaining + 1000,
+                                    max_concurrent_trials=max_concurrent, time_budget_s=time_budget,
+                                    reuse_actors=False, trial_name_creator=_trial_name,
+                                    trial_dirname_creator=_trial_name),
+        run_config=tune.RunConfig(name=study.name, storage_path=str(study.out / "ray"),
+                                  verbose=2 if verbose else 0,
+                                  callbacks=[_Events(study, searcher)],
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                                  failure_config=tune.FailureConfig(max_failures=0)),
+    )
+    try:
+        tuner.fit()
+    finally:
+        study.interrupt_in_flight("the search stopped while it ran")
+
+
+def _trial_name(trial) -> str:
+    return f"trial-{trial.config['number']:04d}"
+
+
+def _seed_rungs(scheduler, study: Study) -> None:
+    """Give a new ASHA the intermediate values of the trials a previous run finished, so a
+    resumed search prunes against them (Ray does not restore rung state: ray#30838)."""
+    brackets = getattr(scheduler, "_brackets", None)
+    if not brackets or not hasattr(brackets[0], "_rungs"):
+        log.warning("this Ray's ASHA keeps its rungs elsewhere: a resumed search prunes against new trials only")
+        return
+    from optuna.trial import TrialState
+
+    sign = 1 if scheduler._metric_op == 1.0 else -1  # noqa: SLF001 - Ray records metric * op
+    for t in study.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        steps = sorted(t.intermediate_values)
+        for bracket in brackets:
+            for milestone, recorded in bracket._rungs:  # noqa: SLF001
+                if len(steps) >= milestone:
+                    value = t.intermediate_values[steps[int(milestone) - 1]]
+                    if math.isfinite(value):
+                        recorded[f"study-{t.number}"] = sign * value

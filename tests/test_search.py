@@ -1,0 +1,222 @@
+"""The search end to end: a real local Ray, a real SQLite study, tiny models, real data slices."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from tests.conftest import tiny_raw
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.ray
+
+
+def _space(tmp_path: Path, data_root: Path, cache_dir: Path, *, trials: int = 6, extra: dict | None = None,
+           name: str = "tiny", train: dict | None = None) -> Path:
+    base = tiny_raw(data_root, cache_dir, train={"max_steps": 8, "eval_every": 2, **(train or {})})
+    base["data"]["max_train_samples"] = 48
+    base["data"]["max_eval_samples"] = 24
+    space = {
+        "base": base,
+        "search": {"train.lr": {"type": "float", "low": 1e-4, "high": 3e-2, "log": True},
+                   "weighting": {"type": "categorical", "choices": ["fixed", "uncertainty"]}},
+        "weights": {"when": {"weighting": "fixed"}},
+        "datasets": {"pairs": ["en-de"], "mode": "joint"},
+        "scheduler": {"name": "asha", "grace_period": 1, "reduction_factor": 2},
+        "sampler": {"name": "random"},
+        "run": {"trials": trials, "storage": f"sqlite:///{tmp_path / 'studies' / name}.db", "out": str(tmp_path / "runs"),
+                "max_concurrent": 2, "cpus_per_trial": 1, "seed": 3},
+        **(extra or {}),
+    }
+    space = {k: v for k, v in space.items() if v is not None}  # extra={"key": None} drops a key
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(space, sort_keys=False))
+    return path
+
+
+def _study(path: Path, name: str = "tiny") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{path.parent / 'studies' / name}.db")
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+
+
+def test_a_search_prunes_and_records_everything(tmp_path, data_root, cache_dir, capsys):
+    from search.run import main
+
+    # a warm start that cannot learn (lr tiny) sits below the others at the first rung
+    space = _space(tmp_path, data_root, cache_dir, extra={"enqueue": [{"train.lr": 3e-2}, {"train.lr": 1e-4}]})
+    assert main(["--space", str(space)]) == 0
+    out = capsys.readouterr()
+    study = _study(space)
+    trials = study.get_trials()
+    states = [t.state for t in trials]
+    assert len(trials) == 6 and set(states) <= {TrialState.COMPLETE, TrialState.PRUNED}, states
+    assert TrialState.PRUNED in states, [(t.number, t.state, t.intermediate_values) for t in trials]
+    for t in trials:
+        assert t.intermediate_values, t.number  # learning curves for optuna-dashboard
+        assert set(t.user_attrs) >= {"values", "config", "run_dir", "metrics", "pair_scores", "seconds", "step"}
+        assert Path(t.user_attrs["run_dir"], "history.jsonl").exists()
+        assert t.user_attrs["metrics"]["en-de"]["da"]["pearson"] == t.user_attrs["metrics"]["en-de"]["da"]["pearson"]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    for t in complete:  # the value is the aggregate of the per-pair scores of the checkpoint kept
+        assert t.value == pytest.approx(t.user_attrs["pair_scores"]["objective"]["en-de"])
+        assert sorted(t.intermediate_values) == [2, 4, 6, 8]  # one point per evaluation
+        assert t.value == pytest.approx(max(t.intermediate_values.values()))  # the best one is kept
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert all(t.user_attrs["step"] < 8 for t in pruned)
+    assert trials[0].params["train.lr"] == pytest.approx(3e-2)  # enqueued configs first
+    # best.yaml: a complete trainer config that retrains with `mtl train`
+    best = tmp_path / "runs" / "best.yaml"
+    assert best.exists() and "best config" in out.out
+    from mtl.config import load_config
+
+    cfg = load_config(best)
+    winner = max(complete, key=lambda t: t.value)
+    assert cfg.train.lr == pytest.approx(winner.user_attrs["config"]["train"]["lr"])
+    assert "PRUNED" in out.out and "finished" in out.err  # summary table and progress line
+
+
+def test_nan_trial_fails_with_its_reason_and_the_search_goes_on(tmp_path, data_root, cache_dir):
+    from search.run import main
+
+    # the first trial diverges (lr 1e30, no clipping): the trainer's own check finds a NaN loss
+    space = _space(tmp_path, data_root, cache_dir, trials=3, train={"max_grad_norm": None},
+                   extra={"search": {"train.lr": {"type": "categorical", "choices": [1e30, 3e-3, 1e-3]}},
+                          "weights": None, "scheduler": {"name": "fifo"},
+                          "enqueue": [{"train.lr": 1e30}, {"train.lr": 3e-3}, {"train.lr": 1e-3}]})
+    assert main(["--space", str(space)]) == 0
+    trials = _study(space).get_trials()
+    assert len(trials) == 3
+    failed = trials[0]
+    assert failed.state == TrialState.FAIL
+    assert "TrainingDiverged" in failed.user_attrs["fail_reason"], failed.user_attrs
+    assert "loss is" in failed.user_attrs["fail_reason"] and "Traceback" in failed.user_attrs["fail_traceback"]
+    assert all(t.state == TrialState.COMPLETE for t in trials[1:]), [t.user_attrs.get("fail_reason") for t in trials]
+
+
+def test_dry_run_validates_and_samples_without_training(tmp_path, data_root, cache_dir, capsys):
+    from search.run import main
+
+    space = _space(tmp_path, data_root, cache_dir)
+    assert main(["--space", str(space), "--dry-run", "--trials", "11"]) == 0
+    out = capsys.readouterr().out
+    assert "trials     11" in out and "sampler    random" in out and "scheduler  asha" in out
+    assert "train.lr = " in out and "tasks.da.weight = " in out
+    assert not (tmp_path / "studies").exists()
+
+
+def test_space_errors_are_reported_before_anything_starts(tmp_path, capsys):
+    from search.run import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("base: {train: {lr: -1}}\nsampler: {name: tpee}\n")
+    assert main(["--space", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}: base: train.lr: must be > 0" in err and "sampler.name: unknown 'tpee'" in err
+
+
+def test_every_scheduler_the_space_accepts_is_built_by_ray():
+    from search.samplers import SCHEDULER_OPTIONS
+    from search.tune import SCHEDULERS
+
+    assert set(SCHEDULER_OPTIONS) == set(SCHEDULERS)
+    for name, options in SCHEDULER_OPTIONS.items():  # every option the space validates is one Ray takes
+        args = {k: (2 if t is int else 2.0) for k, t in options.items()}
+        SCHEDULERS[name]("score", "max", args)
+
+
+def test_help_needs_neither_torch_nor_ray():
+    code = "import sys\nfrom search.run import main\ntry:\n main(['--help'])\nexcept SystemExit: pass\n" \
+           "assert 'torch' not in sys.modules and 'ray' not in sys.modules, 'heavy import'"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=_env())
+    assert done.returncode == 0, done.stderr
+    assert "--time-budget" in done.stdout and "optuna-dashboard" in done.stdout
+
+
+def _finished(study_db: Path, name: str) -> int:
+    if not study_db.exists():
+        return 0
+    try:
+        study = optuna.load_study(study_name=name, storage=f"sqlite:///{study_db}")
+    except KeyError:
+        return 0
+    return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.get_trials())
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_finishes_the_budget_without_duplicates(tmp_path, data_root, cache_dir):
+    space = _space(tmp_path, data_root, cache_dir, trials=5, name="killed",
+                   extra={"scheduler": {"name": "fifo"}}, train={"max_steps": 16})
+    cmd = [sys.executable, "-m", "search.run", "--space", str(space)]
+    log = open(tmp_path / "first.log", "w")
+    first = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    db = tmp_path / "studies" / "killed.db"
+    deadline = time.monotonic() + 240
+    while _finished(db, "killed") < 2:
+        assert first.poll() is None, (tmp_path / "first.log").read_text()
+        assert time.monotonic() < deadline, "no two trials finished in 240 s"
+        time.sleep(0.5)
+    os.killpg(first.pid, signal.SIGKILL)  # the driver and every Ray process it started
+    first.wait()
+    subprocess.run(["ray", "stop", "--force"], env=_env(), capture_output=True)
+    study = optuna.load_study(study_name="killed", storage=f"sqlite:///{db}")
+    running = [t.number for t in study.get_trials() if t.state == TrialState.RUNNING]
+    assert running, "the kill left no trial running: the test did not test resume"
+
+    second = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "resuming study 'killed'" in second.stderr
+    trials = _study(space, "killed").get_trials()
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+                or (t.state == TrialState.FAIL and not t.user_attrs.get("interrupted"))]
+    assert len(finished) == 5, [(t.number, t.state, t.user_attrs.get("fail_reason")) for t in trials]
+    interrupted = [t for t in trials if t.user_attrs.get("interrupted")]
+    assert sorted(t.number for t in interrupted) == sorted(running)
+    for t in interrupted:  # each interrupted config ran again exactly once, in the same run directory
+        retries = [r for r in trials if r.user_attrs.get("retry_of") == t.number]
+        assert len(retries) == 1 and retries[0].params == t.params
+        assert retries[0].user_attrs["run_dir"] == t.user_attrs["run_dir"]
+        assert retries[0].state == TrialState.COMPLETE
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    numbers = [t.number for t in finished]
+    assert len(set(numbers)) == len(numbers)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_trials_run_on_an_existing_cluster_through_address(tmp_path, data_root, cache_dir):
+    port = _free_port()
+    env = _env()
+    start = subprocess.run(["ray", "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+                            "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"],
+                           env=env, capture_output=True, text=True, timeout=120)
+    assert start.returncode == 0, start.stdout + start.stderr
+    try:
+        space = _space(tmp_path, data_root, cache_dir, trials=2, name="cluster", extra={"scheduler": {"name": "fifo"}})
+        done = subprocess.run([sys.executable, "-m", "search.run", "--space", str(space),
+                               "--address", f"127.0.0.1:{port}"], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout + done.stderr
+        study = _study(space, "cluster")
+        assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE] * 2
+        assert study.user_attrs["ray_address"] == f"127.0.0.1:{port}"  # the cluster we started, not a new one
+    finally:
+        subprocess.run(["ray", "stop", "--force"], env=env, capture_output=True, timeout=120)
