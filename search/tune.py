@@ -67,10 +67,7 @@ SCHEDULERS = {"asha": _asha, "hyperband": _hyperband, "median": _median, "fifo":
 
 
 def _trial(plan: dict[str, Any]) -> None:
-    import torch
-
-    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
-    torch.set_num_threads(max(1, int(cpus)))
+    _threads()
     report = lambda result: tune.report(result)  # noqa: E731 - Ray 2.60: tune.report, not train.report
     if len(plan["configs"]) == 1 and "all" in plan["configs"]:
         run_joint(plan, report=report)
@@ -78,11 +75,23 @@ def _trial(plan: dict[str, Any]) -> None:
         _per_pair(plan, report=report)
 
 
+def _threads() -> None:
+    import torch
+
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
+    torch.set_num_threads(max(1, int(cpus)))
+
+
+def _pair_task(config: dict[str, Any], out_dir: str) -> dict[str, Any]:
+    _threads()
+    return train_pair(config, out_dir)
+
+
 def _per_pair(plan: dict[str, Any], *, report) -> None:
     """Each pair trained by its own Ray task inside the trial's placement group, in parallel."""
     progress = PairProgress(plan)
     cpus = plan["pair_cpus"]
-    task = ray.remote(train_pair).options(num_cpus=cpus, num_gpus=plan["pair_gpus"])
+    task = ray.remote(_pair_task).options(num_cpus=cpus, num_gpus=plan["pair_gpus"])
     refs = {pair: task.remote(cfg, progress.pair_dir(pair)) for pair, cfg in plan["configs"].items()}
     try:
         pending = list(refs.values())
@@ -210,8 +219,9 @@ def connect(address: str | None, *, verbose: bool) -> str:
     Returns:
         The address of the cluster's GCS (recorded in the study).
     """
-    if address is None:
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local run needs no token
+    if address is None:  # a local Ray: no token, and every address on the loopback
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # Ray's switch for "node IP = 127.0.0.1"
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     if not verbose:  # the study records each failure with its traceback; Ray need not print them too
@@ -239,8 +249,8 @@ def run_search(study: Study, *, cpus_per_trial: float, gpus_per_trial: float, ma
     mode = "max" if space.metrics[0].direction == "maximize" else "min"
     pairs = len(space.pairs)
     if space.mode == "per_pair":
-        # A small bundle for the trial's own process, one for each pair's task.
-        head = {"CPU": 0.01}
+        # An empty head bundle (the trial's own process only waits and reports), one per pair's task.
+        head: dict[str, float] = {}
         bundle = {"CPU": cpus_per_trial / pairs, **({"GPU": gpus_per_trial / pairs} if gpus_per_trial else {})}
         resources = tune.PlacementGroupFactory([head] + [bundle] * pairs)
         extra = {"pair_cpus": cpus_per_trial / pairs, "pair_gpus": gpus_per_trial / pairs}

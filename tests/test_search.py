@@ -50,7 +50,9 @@ def _study(path: Path, name: str = "tiny") -> optuna.Study:
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    # RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0: Ray's own switch that keeps a node on 127.0.0.1
+    return {**os.environ, "RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO),
+            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
 def test_a_search_prunes_and_records_everything(tmp_path, data_root, cache_dir, capsys):
@@ -105,6 +107,27 @@ def test_nan_trial_fails_with_its_reason_and_the_search_goes_on(tmp_path, data_r
     assert "TrainingDiverged" in failed.user_attrs["fail_reason"], failed.user_attrs
     assert "loss is" in failed.user_attrs["fail_reason"] and "Traceback" in failed.user_attrs["fail_traceback"]
     assert all(t.state == TrialState.COMPLETE for t in trials[1:]), [t.user_attrs.get("fail_reason") for t in trials]
+
+
+def test_per_pair_mode_trains_each_pair_as_its_own_ray_task(tmp_path, data_root, cache_dir):
+    from search.run import main
+
+    space = _space(tmp_path, data_root, cache_dir, trials=2, name="pp",
+                   extra={"datasets": {"pairs": ["en-de", "ro-en"], "mode": "per_pair"},
+                          "scheduler": {"name": "fifo"}, "objective": {"metrics": ["da.pearson"], "aggregator": "worst"}})
+    assert main(["--space", str(space), "--cpus-per-trial", "2", "--max-concurrent", "1"]) == 0
+    trials = _study(space, "pp").get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    for t in trials:
+        run = Path(t.user_attrs["run_dir"])
+        for pair in ("en-de", "ro-en"):  # one run directory per pair, each trained on its pair only
+            assert json.loads((run / pair / "metrics.json").read_text())["metrics"].keys() == {pair}
+        scores = t.user_attrs["pair_scores"]["da.pearson"]
+        assert set(scores) == {"en-de", "ro-en"} and t.value == pytest.approx(min(scores.values()))
+        assert sorted(t.intermediate_values) == [2, 4, 6, 8]
+    from mtl.config import load_config
+
+    assert load_config(tmp_path / "runs" / "best.yaml").data.pairs == ("en-de", "ro-en")
 
 
 def test_dry_run_validates_and_samples_without_training(tmp_path, data_root, cache_dir, capsys):
