@@ -146,6 +146,11 @@ def _search(space, *, address: str | None, verbose: bool) -> int:
     if reason and reason != "budget":
         print(reason, file=sys.stderr)
         return 1
+    left = run.trials - study.counts().finished
+    if left > 0:
+        why = f"the --time-budget of {run.time_budget:g} s ran out" if run.time_budget else "the search was stopped"
+        print(f"{why} with {left} of {run.trials} trials to go: run the same command again to continue",
+              file=sys.stderr)
     if best is None:
         print("no trial completed: nothing to export; see the fail_reason of each trial above", file=sys.stderr)
         return 1

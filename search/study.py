@@ -279,14 +279,14 @@ class Study:
         trial = self.in_flight.pop(number, None)
         if trial is None:
             return "unknown"
-        if not result or "scores" not in result:
-            self._fail(number, "the trial ended without reporting a result", None)
-            return "FAIL"
         final = bool(result.get("final"))
         if not final and time_budget is not None and time.monotonic() - self.started >= time_budget:
             self._interrupt(number, trial.params, trial.user_attrs.get("run_dir"), enqueue=True,
                             why="--time-budget ran out")
             return INTERRUPTED
+        if "scores" not in result:
+            self._fail(number, "the trial ended without reporting a result", None)
+            return "FAIL"
         scores = [float(v) for v in result["scores"]]
         for key in ("metrics", "pair_scores"):
             if key in result:

@@ -275,10 +275,12 @@ def run_search(study: Study, *, cpus_per_trial: float, gpus_per_trial: float, ma
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                                   failure_config=tune.FailureConfig(max_failures=0)),
     )
+    started = time.monotonic()
     try:
         tuner.fit()
-    finally:
-        study.interrupt_in_flight("the search stopped while it ran")
+    finally:  # Ray ends trials still running at the time budget (or Ctrl-C) without telling the searcher
+        out_of_time = time_budget is not None and time.monotonic() - started >= time_budget
+        study.interrupt_in_flight("--time-budget ran out" if out_of_time else "the search stopped while it ran")
 
 
 def _trial_name(trial) -> str:

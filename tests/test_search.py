@@ -130,6 +130,69 @@ def test_per_pair_mode_trains_each_pair_as_its_own_ray_task(tmp_path, data_root,
     assert load_config(tmp_path / "runs" / "best.yaml").data.pairs == ("en-de", "ro-en")
 
 
+def test_several_objectives_make_a_pareto_study(tmp_path, data_root, cache_dir):
+    from search.run import main
+
+    space = _space(tmp_path, data_root, cache_dir, trials=2, name="mo",
+                   extra={"objective": {"metrics": ["da.pearson", {"metric": "da.mae", "direction": "minimize"}]},
+                          "scheduler": None, "sampler": None})
+    assert main(["--space", str(space)]) == 0
+    study = _study(space, "mo")
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    for t in study.get_trials():
+        assert t.state == TrialState.COMPLETE and len(t.values) == 2
+        assert t.values[1] == pytest.approx(t.user_attrs["metrics"]["en-de"]["da"]["mae"])
+    assert (tmp_path / "runs" / "best.yaml").exists()
+    # the same study name with other objectives is refused, not silently reused
+    raw = yaml.safe_load(space.read_text())
+    raw["objective"] = {"metrics": ["da.pearson"]}
+    space.write_text(yaml.safe_dump(raw))
+    with pytest.raises(SystemExit, match="2"):
+        sys.exit(main(["--space", str(space)]))
+
+
+@pytest.mark.slow
+def test_time_budget_interrupts_and_the_next_run_resumes_from_checkpoints(tmp_path, data_root, cache_dir, capsys):
+    from search.run import main
+
+    space = _space(tmp_path, data_root, cache_dir, trials=2, name="budget", extra={"scheduler": {"name": "fifo"}},
+                   train={"max_steps": 60, "eval_every": 10})
+    main(["--space", str(space), "--time-budget", "25"])
+    assert "run the same command again" in capsys.readouterr().err
+    trials = _study(space, "budget").get_trials()
+    cut = [t for t in trials if t.user_attrs.get("interrupted")]
+    assert cut and all("--time-budget ran out" in t.user_attrs["fail_reason"] for t in cut)
+    assert main(["--space", str(space)]) == 0
+    trials = _study(space, "budget").get_trials()
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 2
+    for t in cut:
+        retry = next(r for r in trials if r.user_attrs.get("retry_of") == t.number)
+        history = [json.loads(line) for line in Path(retry.user_attrs["run_dir"], "history.jsonl").read_text().splitlines()]
+        assert [h["step"] for h in history if "loss" in h] == list(range(1, 61))  # one curve, resumed, not restarted
+
+
+def test_a_resumed_asha_prunes_against_the_trials_already_finished(tmp_path, data_root, cache_dir):
+    from optuna.distributions import FloatDistribution
+
+    from search.space import load_space
+    from search.study import Study
+    from search.tune import SCHEDULERS, _seed_rungs
+
+    space = load_space(_space(tmp_path, data_root, cache_dir))
+    study = Study(space, storage=space.run.storage, name="tiny", out=tmp_path / "runs", data_root=str(data_root),
+                  budget=6, max_failures_in_a_row=3)
+    study.open()
+    for value in (0.1, 0.5):
+        study.study.add_trial(optuna.trial.create_trial(
+            params={"train.lr": 1e-3}, distributions={"train.lr": FloatDistribution(1e-4, 3e-2, log=True)},
+            value=value, intermediate_values={2: value - 0.05, 4: value}))
+    scheduler = SCHEDULERS["asha"]("score", "max", {"max_t": 4})
+    _seed_rungs(scheduler, study)
+    rungs = {milestone: recorded for milestone, recorded in scheduler._brackets[0]._rungs}
+    assert rungs[1] == {"study-0": pytest.approx(0.05), "study-1": pytest.approx(0.45)}
+    assert rungs[2] == {"study-0": pytest.approx(0.1), "study-1": pytest.approx(0.5)}
+
+
 def test_dry_run_validates_and_samples_without_training(tmp_path, data_root, cache_dir, capsys):
     from search.run import main
 
