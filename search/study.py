@@ -299,6 +299,8 @@ class Study:
             return "FAIL"
         self.failures_in_a_row = 0
         if final:
+            if "curve_scores" in result:  # the last evaluation's point of the learning curve
+                self.report(number, step=int(result["curve_step"]), scores=list(result["curve_scores"]), trial=trial)
             self.study.tell(number, scores)
             return "COMPLETE"
         # Ray hands the result that made its scheduler stop the trial to on_trial_complete only

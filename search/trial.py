@@ -54,6 +54,15 @@ def _result(step: int, metrics: Metrics, plan: dict[str, Any], terms, *, final: 
             "seconds": time.monotonic() - started}
 
 
+def _final(best: dict[str, Any], last: dict[str, Any] | None) -> dict[str, Any]:
+    """The final result: the best checkpoint's scores, carrying the last evaluation's point
+    of the learning curve. The last evaluation is never reported alone: a scheduler that
+    stopped the trial there would record a run that trained to its end as pruned."""
+    if last is not None:
+        best = {**best, "curve_step": last["step"], "curve_scores": last["scores"]}
+    return best
+
+
 def _write_error(run_dir: Path, err: BaseException) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / ERROR_FILE).write_text(json.dumps({"reason": repr(err), "traceback": traceback.format_exc()}),
@@ -72,11 +81,18 @@ def run_joint(plan: dict[str, Any], *, report: Report) -> None:
         cfg = config_from_dict(plan["configs"]["all"], source=f"trial {plan['number']}")
         terms = {pair: cfg.objective_terms() for pair in cfg.data.pairs}
 
-        def on_eval(*, step: int, metrics: Metrics, **_: Any) -> None:
-            report(_result(step, metrics, plan, terms, final=False, started=started))
+        last: list[dict[str, Any]] = []
+
+        def on_eval(*, step: int, metrics: Metrics, final: bool, **_: Any) -> None:
+            result = _result(step, metrics, plan, terms, final=False, started=started)
+            if final:
+                last.append(result)  # sent with the final result, below
+            else:
+                report(result)
 
         result = train(cfg, out_dir=run_dir, report=on_eval)
-        report(_result(result["steps"], result["metrics"], plan, terms, final=True, started=started))
+        best = _result(result["steps"], result["metrics"], plan, terms, final=True, started=started)
+        report(_final(best, last[0] if last else None))
     except BaseException as e:
         _write_error(run_dir, e)
         raise
@@ -123,20 +139,27 @@ class PairProgress:
                 evals[record["step"]] = record["eval"]
         return evals
 
-    def new_results(self) -> list[dict[str, Any]]:
-        """Intermediate results for the steps all pairs have evaluated since the last call."""
+    def _common(self) -> list[tuple[int, dict]]:
         evals = {pair: self._evals(pair) for pair in self.pairs}
-        common = sorted(set.intersection(*(set(e) for e in evals.values())))
-        out = []
-        for step in common[self.reported:]:
-            metrics = {pair: evals[pair][step][pair] for pair in self.pairs}
-            out.append(_result(step, metrics, self.plan, self.terms, final=False, started=self.started))
-        self.reported = len(common)
+        steps = sorted(set.intersection(*(set(e) for e in evals.values())))
+        return [(step, {pair: evals[pair][step][pair] for pair in self.pairs}) for step in steps]
+
+    def new_results(self) -> list[dict[str, Any]]:
+        """Intermediate results for the steps all pairs have evaluated since the last call,
+        but the newest: it may be the last one, which goes into the final result."""
+        common = self._common()[:-1]
+        out = [_result(step, metrics, self.plan, self.terms, final=False, started=self.started)
+               for step, metrics in common[self.reported:]]
+        self.reported = max(self.reported, len(common))
         return out
 
     def final_result(self, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
-        """The final result from each pair's metrics.json (its best checkpoint)."""
+        """The final result from each pair's metrics.json (its best checkpoint), with the
+        last common evaluation as the curve's last point."""
         metrics = {pair: results[pair]["metrics"][pair] for pair in self.pairs}
         step = max(r["steps"] for r in results.values())
-        return _result(step, metrics, self.plan, self.terms, final=True, started=self.started)
+        common = self._common()
+        last = common[-1] if len(common) > self.reported else None
+        best = _result(step, metrics, self.plan, self.terms, final=True, started=self.started)
+        return _final(best, _result(*last, self.plan, self.terms, final=False, started=self.started) if last else None)
 

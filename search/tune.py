@@ -152,12 +152,12 @@ class _Searcher(Searcher):
 class _Events(tune.Callback):
     """Failed trials (with Ray's reason) and the live progress line."""
 
-    def __init__(self, study: Study, searcher: _Searcher, *, stream=sys.stderr) -> None:
-        self.study, self.searcher, self.stream = study, searcher, stream
+    def __init__(self, study: Study, searcher: _Searcher, *, stream=None) -> None:
+        self.study, self.searcher, self.stream = study, searcher, stream or sys.stderr
         self.last_draw = self.last_print = 0.0
         self.last_line = ""
         self.start_counts = study.counts()
-        self.tty = stream.isatty()
+        self.tty = self.stream.isatty()
 
     def __getstate__(self) -> dict[str, Any]:  # see _Searcher.__getstate__
         return {**self.__dict__, "study": None, "searcher": None, "stream": None}

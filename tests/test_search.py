@@ -58,9 +58,10 @@ def _env() -> dict[str, str]:
 def test_a_search_prunes_and_records_everything(tmp_path, data_root, cache_dir, capsys):
     from search.run import main
 
-    # a warm start that cannot learn (lr tiny) sits below the others at the first rung
+    # a warm start that cannot learn (lr tiny) sits below the others at the first rung; one
+    # trial at a time, so that ASHA sees the same values in the same order on every run
     space = _space(tmp_path, data_root, cache_dir, extra={"enqueue": [{"train.lr": 3e-2}, {"train.lr": 1e-4}]})
-    assert main(["--space", str(space)]) == 0
+    assert main(["--space", str(space), "--max-concurrent", "1"]) == 0
     out = capsys.readouterr()
     study = _study(space)
     trials = study.get_trials()
@@ -107,6 +108,21 @@ def test_nan_trial_fails_with_its_reason_and_the_search_goes_on(tmp_path, data_r
     assert "TrainingDiverged" in failed.user_attrs["fail_reason"], failed.user_attrs
     assert "loss is" in failed.user_attrs["fail_reason"] and "Traceback" in failed.user_attrs["fail_traceback"]
     assert all(t.state == TrialState.COMPLETE for t in trials[1:]), [t.user_attrs.get("fail_reason") for t in trials]
+
+
+def test_too_many_failures_in_a_row_stop_the_search(tmp_path, data_root, cache_dir, capsys):
+    from search.run import main
+
+    space = _space(tmp_path, data_root, cache_dir, trials=6, name="failing", train={"max_grad_norm": None},
+                   extra={"search": {"train.lr": {"type": "categorical", "choices": [1e30]}}, "weights": None,
+                          "scheduler": {"name": "fifo"}})
+    raw = yaml.safe_load(space.read_text())
+    raw["run"].update(max_failures_in_a_row=2, max_concurrent=1)
+    space.write_text(yaml.safe_dump(raw))
+    assert main(["--space", str(space)]) == 1
+    assert "2 trials failed in a row (limit 2): stopping" in capsys.readouterr().err
+    trials = _study(space, "failing").get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL] * 2
 
 
 def test_per_pair_mode_trains_each_pair_as_its_own_ray_task(tmp_path, data_root, cache_dir):
