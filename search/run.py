@@ -139,9 +139,13 @@ def _search(space, *, address: str | None, verbose: bool) -> int:
         finally:
             tune.disconnect()
     _summary(study, seconds=time.monotonic() - started)
-    best = study.export_best(Path(run.out) / "best.yaml")
-    if best:
+    best = None
+    if study.best_trials():
+        from reports import build_report, export_best
+
+        best = export_best(study.study, out=Path(run.out) / "best.yaml")
         print(f"best config: {best}  (retrain: python -m mtl train --config {best} --out runs/best)")
+        print(f"report: {build_report(study.study, out=Path(run.out) / 'report')}")
     reason = study.stop_reason()
     if reason and reason != "budget":
         print(reason, file=sys.stderr)

@@ -29,7 +29,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from mtl.config import ConfigError, config_from_dict, dump_config, to_dict
+from mtl.config import ConfigError, to_dict
 from search.space import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -240,7 +240,7 @@ class Study:
             except ConfigError as e:  # a combination the space's own checks cannot foresee
                 self._fail(trial.number, f"invalid config from the space: {e}", None)
                 continue
-            run_dir = trial.user_attrs.get("resume_run_dir") or str(self.out / f"trial-{trial.number:04d}")
+            run_dir = trial.user_attrs.get("resume_run_dir") or self._fresh_dir(trial.number)
             trial.set_user_attr("config", next(iter(configs.values())) if len(configs) == 1 else configs)
             trial.set_user_attr("run_dir", run_dir)
             self.in_flight[trial.number] = trial
@@ -248,6 +248,14 @@ class Study:
                              metrics=[(m.name, m.direction) for m in self.space.metrics],
                              aggregator=self.space.aggregator, history=self._history())
         return None
+
+    def _fresh_dir(self, number: int) -> str:
+        """A new trial's run directory; never one that holds something already (an older
+        search with the same --out), which the trainer would resume or refuse."""
+        path = self.out / f"trial-{number:04d}"
+        if path.exists() and any(path.iterdir()):
+            path = path.with_name(f"{path.name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+        return str(path)
 
     def _configs(self, values: dict[str, Any]) -> dict[str, dict[str, Any]]:
         if self.space.mode == "per_pair":
@@ -347,25 +355,6 @@ class Study:
         if not any(t.state == TrialState.COMPLETE for t in self.study.get_trials(deepcopy=False)):
             return []
         return self.study.best_trials if len(self.space.metrics) > 1 else [self.study.best_trial]
-
-    def export_best(self, path: str | Path) -> Path | None:
-        """Write the best trial's complete trainer config (no search syntax) as YAML."""
-        best = self.best_trials()
-        if not best:
-            return None
-        t = best[0]
-        config = t.user_attrs["config"]
-        if self.space.mode == "per_pair":  # one config for all pairs: the per-pair ones differ only in data.pairs
-            config = dict(next(iter(config.values())), data={**next(iter(config.values()))["data"],
-                                                              "pairs": list(self.space.pairs)})
-        cfg = config_from_dict(config, source=f"study {self.name}: trial {t.number}")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        values = ", ".join(f"{m.name}={v:.4f}" for m, v in zip(self.space.metrics, t.values))
-        dump_config(cfg, path, header=f"# Best trial {t.number} of study {self.name!r} ({values}), from "
-                                       f"{self.space.source}.\n# Retrain: python -m mtl train --config {path} "
-                                       f"--out runs/best\n")
-        return path
 
 
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:

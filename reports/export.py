@@ -1,0 +1,119 @@
+"""Export a ranked config as a complete trainer config (``best.yaml``) that retrains as is.
+
+The file is the trial's own resolved config (seed and data pairs included), validated by
+:func:`mtl.config.config_from_dict` and written by :func:`mtl.config.dump_config`, under a
+header of comments: the study and trial it came from, its rank and scores, and the versions
+of the packages that trained it. A per_pair study trained one model per pair; the exported
+config trains one model on all of the study's pairs (the per-pair configs differ only in
+``data.pairs``), and the header says how to retrain a single pair instead.
+"""
+
+from __future__ import annotations
+
+import platform
+from importlib import metadata
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from reports.extract import ReportError
+
+PACKAGES = ("mtlsearch", "torch", "transformers", "tokenizers", "datasets", "numpy", "optuna", "ray")
+
+__all__ = ["export_best", "ranked_trials"]
+
+
+def ranked_trials(study: optuna.Study, *, aggregator: str | None = None) -> list[optuna.trial.FrozenTrial]:
+    """The COMPLETE trials, best first.
+
+    Args:
+        study: The study.
+        aggregator: None: by the values the study recorded (its first objective); else a
+            method of :data:`reports.aggregate.METHODS`, recomputed over the per-pair scores.
+
+    Raises:
+        ReportError: An unknown aggregator.
+    """
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if aggregator is None:
+        sign = -1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1.0
+        return sorted(done, key=lambda t: (sign * t.values[0], t.number))
+    from reports.aggregate import aggregate
+    from reports.extract import extract
+
+    agg = aggregate(extract(study, importances=False), methods=[aggregator])
+    by_number = {t.number: t for t in done}
+    return [by_number[n] for n in agg.rankings[aggregator]]
+
+
+def export_best(study: optuna.Study, *, out: str | Path, rank: int = 1, aggregator: str | None = None) -> Path:
+    """Write the config ranked ``rank`` as a trainer config YAML.
+
+    Args:
+        study: A study written by ``search``.
+        out: The YAML file to write (its folder is created).
+        rank: 1 for the best config, 2 for the runner-up, ...
+        aggregator: The ranking (see :func:`ranked_trials`); None: the study's own values.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ReportError: No complete trial, ``rank`` out of range, an unknown aggregator, or a
+            stored config that no longer validates.
+    """
+    from mtl.config import ConfigError, config_from_dict, dump_config
+
+    if rank < 1:
+        raise ReportError(f"--rank must be 1 or more, got {rank}")
+    ranked = ranked_trials(study, aggregator=aggregator)
+    by = aggregator or f"the study's own values ({study.user_attrs.get('aggregator', 'mean')})"
+    if not ranked:
+        raise ReportError(f"study {study.study_name!r} has no complete trial ranked by {by}: nothing to export")
+    if rank > len(ranked):
+        raise ReportError(f"--rank {rank}: study {study.study_name!r} has only {len(ranked)} complete trial(s) "
+                          f"ranked by {by}")
+    trial = ranked[rank - 1]
+    raw = trial.user_attrs.get("config")
+    if not raw:
+        raise ReportError(f"trial {trial.number} of study {study.study_name!r} stored no config")
+    pairs = list(study.user_attrs.get("pairs") or [])
+    per_pair = "data" not in raw
+    config = dict(next(iter(raw.values()))) if per_pair else dict(raw)
+    if per_pair:  # one config for all pairs: the per-pair ones differ only in data.pairs
+        config["data"] = {**config["data"], "pairs": pairs or list(raw)}
+    try:
+        cfg = config_from_dict(config, source=f"study {study.study_name}: trial {trial.number}")
+    except ConfigError as e:
+        raise ReportError("the stored config no longer validates:\n" + "\n".join(e.errors)) from e
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dump_config(cfg, path, header=_header(study, trial, rank=rank, by=by, seed=cfg.train.seed,
+                                          pairs=list(cfg.data.pairs), per_pair=per_pair, path=path))
+    return path
+
+
+def _header(study: optuna.Study, trial: optuna.trial.FrozenTrial, *, rank: int, by: str, seed: int,
+            pairs: list[str], per_pair: bool, path: Path) -> str:
+    names = study.user_attrs.get("metrics") or [f"objective{i}" for i in range(len(trial.values))]
+    values = ", ".join(f"{n}={v:.6g}" for n, v in zip(names, trial.values))
+    lines = [f"Trial {trial.number} of study {study.study_name!r}: rank {rank} by {by} ({values}).",
+             f"Seed {seed}; pairs {', '.join(pairs)}; searched: "
+             + (", ".join(f"{k}={v!r}" for k, v in trial.params.items()) or "nothing")]
+    for name, per in (trial.user_attrs.get("pair_scores") or {}).items():
+        lines.append(f"Dev {name} per pair: " + ", ".join(f"{p} {v:.6g}" for p, v in per.items()))
+    if per_pair:
+        lines.append("The study trained one model per pair (per_pair mode); this config trains one on all of them. "
+                     "One pair's model: add --set data.pairs=[PAIR].")
+    lines.append("Packages: " + ", ".join(f"{p} {_version(p)}" for p in PACKAGES)
+                 + f", python {platform.python_version()}")
+    lines.append(f"Retrain: python -m mtl train --config {path} --out runs/best")
+    return "".join(f"# {line}\n" for line in lines)
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"

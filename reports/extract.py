@@ -1,0 +1,230 @@
+"""From an Optuna study to plain data: one record per trial and a tidy metrics table.
+
+Pure reading, no drawing: imports neither torch, ray nor plotly. Besides the study it reads
+each trial's ``history.jsonl`` (the loss weights a learned strategy ended with, and the
+learning curve of a multi-objective study, which keeps no intermediate values).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ReportError", "Row", "StudyData", "TrialData", "extract", "open_study"]
+
+
+class ReportError(ValueError):
+    """A user-facing problem: no such study, no trial to report, a rank out of range."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the tidy table: one metric of one pair of one trial."""
+
+    trial: int
+    state: str
+    pair: str
+    task: str
+    metric: str
+    value: float
+    step: int | None
+    seconds: float | None
+    params: Mapping[str, Any]
+    weights: Mapping[str, float]
+    """Task loss weights in force: the fixed ones, or those a learned strategy ended with."""
+
+
+@dataclass(frozen=True)
+class TrialData:
+    """What the report needs of one trial."""
+
+    number: int
+    state: str
+    """COMPLETE, PRUNED, FAIL, RUNNING or WAITING; an interrupted trial is FAIL with ``interrupted``."""
+    values: tuple[float, ...] | None
+    params: dict[str, Any]
+    config: dict[str, Any]
+    """The complete trainer config; per_pair studies: the first pair's (they differ only in data.pairs)."""
+    configs: dict[str, dict[str, Any]]
+    """Per pair (per_pair mode) or ``{"all": config}`` (joint)."""
+    run_dir: str | None
+    metrics: dict[str, dict[str, dict[str, float]]]
+    pair_scores: dict[str, dict[str, float]]
+    step: int | None
+    seconds: float | None
+    weighting: str
+    weights: dict[str, float]
+    curve: dict[int, float]
+    """Objective per evaluated step (intermediate values, else the history's objective)."""
+    fail_reason: str | None = None
+    interrupted: bool = False
+    retry_of: int | None = None
+
+
+@dataclass(frozen=True)
+class StudyData:
+    """A study as plain data: its settings, its trials, the tidy table and importances."""
+
+    name: str
+    metric_names: list[str]
+    directions: list[str]
+    """``maximize`` / ``minimize`` per objective."""
+    aggregator: str
+    pairs: list[str]
+    mode: str
+    space_file: str | None
+    trials: list[TrialData]
+    rows: list[Row]
+    importances: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Per objective, parameter -> importance (Optuna's fANOVA evaluator); empty when undefined."""
+    importance_note: str | None = None
+
+    @property
+    def complete(self) -> list[TrialData]:
+        """The COMPLETE trials, in trial order."""
+        return [t for t in self.trials if t.state == "COMPLETE"]
+
+    def trial(self, number: int) -> TrialData:
+        """The trial numbered ``number``."""
+        return next(t for t in self.trials if t.number == number)
+
+
+def open_study(storage: str, study: str | None) -> optuna.Study:
+    """Load a study without ever creating a database or a study.
+
+    Args:
+        storage: SQLAlchemy URL of the Optuna storage.
+        study: The study name; None when the storage holds exactly one.
+
+    Raises:
+        ReportError: The SQLite file does not exist, the study is not there (the message
+            lists the ones that are), or no name was given and there are several.
+    """
+    prefix = "sqlite:///"
+    if storage.startswith(prefix) and not Path(storage[len(prefix):]).is_file():
+        raise ReportError(f"--storage {storage}: no such SQLite file: {storage[len(prefix):]}")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+    except (SQLAlchemyError, ValueError, ImportError) as e:  # a bad URL, a database of something else, no driver
+        raise ReportError(f"--storage {storage}: cannot read it as an Optuna storage: {e}") from e
+    if study is None:
+        if len(names) != 1:
+            raise ReportError(f"--storage {storage} holds {len(names)} studies: pass --study, one of: "
+                              f"{', '.join(names) or 'none'}")
+        study = names[0]
+    if study not in names:
+        raise ReportError(f"--study {study!r} is not in {storage}; it holds: {', '.join(names) or 'no study'}")
+    return optuna.load_study(study_name=study, storage=storage)
+
+
+def extract(study: optuna.Study, *, importances: bool = True) -> StudyData:
+    """Read a study into :class:`StudyData`.
+
+    Args:
+        study: A loaded Optuna study written by ``search``.
+        importances: Compute the parameter importances (fANOVA; a second or so).
+
+    Returns:
+        The study's settings, one :class:`TrialData` per trial, and the tidy table.
+    """
+    attrs = study.user_attrs
+    directions = [d.name.lower() for d in study.directions]
+    names = list(attrs.get("metrics") or [f"objective{i}" if i else "objective" for i in range(len(directions))])
+    trials = [_trial(t) for t in study.get_trials(deepcopy=False)]
+    pairs = list(attrs.get("pairs") or sorted({p for t in trials for p in t.metrics}))
+    rows = [Row(trial=t.number, state=t.state, pair=pair, task=task, metric=metric, value=float(v), step=t.step,
+                seconds=t.seconds, params=t.params, weights=t.weights)
+            for t in trials for pair, tasks in t.metrics.items() for task, ms in tasks.items()
+            for metric, v in (ms or {}).items() if isinstance(v, (int, float))]
+    imp, note = _importances(study, names) if importances else ({}, "not computed")
+    return StudyData(name=study.study_name, metric_names=names, directions=directions,
+                     aggregator=attrs.get("aggregator", "mean"), pairs=pairs, mode=attrs.get("mode", "joint"),
+                     space_file=attrs.get("space_file"), trials=trials, rows=rows, importances=imp,
+                     importance_note=note)
+
+
+def _trial(t: FrozenTrial) -> TrialData:
+    ua = t.user_attrs
+    raw = ua.get("config") or {}
+    per_pair = bool(raw) and all(isinstance(v, dict) and "data" in v for v in raw.values()) and "data" not in raw
+    configs = dict(raw) if per_pair else {"all": raw}
+    config = next(iter(configs.values())) if configs else {}
+    run_dir = ua.get("run_dir")
+    histories = ([Path(run_dir, pair, "history.jsonl") for pair in configs] if per_pair
+                 else [Path(run_dir, "history.jsonl")]) if run_dir else []
+    weighting = str(config.get("weighting", "fixed"))
+    weights = _weights(config, histories if weighting != "fixed" else [])
+    curve = {int(k): float(v) for k, v in t.intermediate_values.items()} or _history_curve(histories)
+    return TrialData(number=t.number, state=t.state.name, values=tuple(t.values) if t.values else None,
+                     params=dict(t.params), config=config, configs=configs, run_dir=run_dir,
+                     metrics=ua.get("metrics") or {}, pair_scores=ua.get("pair_scores") or {},
+                     step=ua.get("step"), seconds=ua.get("seconds"), weighting=weighting, weights=weights,
+                     curve=curve, fail_reason=ua.get("fail_reason"), interrupted=bool(ua.get("interrupted")),
+                     retry_of=ua.get("retry_of"))
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut by a crash: the rest is still good
+            break
+    return out
+
+
+def _weights(config: Mapping[str, Any], histories: list[Path]) -> dict[str, float]:
+    """The fixed weights of the config, or the last weights a learned strategy logged
+    (averaged over the per-pair runs)."""
+    fixed = {task: float((c or {}).get("weight", 1.0)) for task, c in (config.get("tasks") or {}).items()}
+    learned: list[dict[str, float]] = []
+    for path in histories:
+        last = [r["weight"] for r in _records(path) if isinstance(r.get("weight"), dict)]
+        if last:
+            learned.append(last[-1])
+    if not learned:
+        return fixed
+    tasks = [t for t in fixed if all(t in w for w in learned)] or list(learned[0])
+    return {t: sum(float(w[t]) for w in learned) / len(learned) for t in tasks}
+
+
+def _history_curve(histories: list[Path]) -> dict[int, float]:
+    """The objective per evaluation from history.jsonl (averaged over per-pair runs)."""
+    by_step: dict[int, list[float]] = {}
+    for path in histories:
+        for r in _records(path):
+            if "objective" in r and isinstance(r["objective"], (int, float)):
+                by_step.setdefault(int(r["step"]), []).append(float(r["objective"]))
+    return {s: sum(v) / len(v) for s, v in sorted(by_step.items()) if len(v) == len(histories)}
+
+
+def _importances(study: optuna.Study, names: list[str]) -> tuple[dict[str, dict[str, float]], str | None]:
+    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
+
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if len(done) < 2:
+        return {}, f"{len(done)} complete trial(s): parameter importances need at least 2"
+    out: dict[str, dict[str, float]] = {}
+    for i, name in enumerate(names):
+        try:
+            imp = get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0),
+                                        target=(lambda t, i=i: t.values[i]))
+        except (RuntimeError, ValueError) as e:  # e.g. no parameter varies across the trials
+            return {}, f"parameter importances undefined: {e}"
+        out[name] = {k: float(v) for k, v in imp.items() if math.isfinite(v)}
+    return out, None

@@ -1,0 +1,218 @@
+"""One small function per figure, each over extracted data, each returning a Plotly figure
+(or None when the study has nothing to draw for it: the page then says why)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+try:
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+except ImportError as e:  # an optional dependency: say how to get it
+    raise ImportError("reports needs plotly: pip install '.[reports]'") from e
+
+from reports.aggregate import Aggregation
+from reports.bootstrap import Uncertainty
+from reports.ensemble import Ensemble
+from reports.extract import StudyData, TrialData
+
+COLORS = "Viridis"
+_LAYOUT = dict(template="plotly_white", height=420, margin=dict(l=60, r=30, t=40, b=50), font=dict(size=13))
+
+
+def _fig(**layout) -> go.Figure:
+    return go.Figure(layout={**_LAYOUT, **layout})
+
+
+def _objective(data: StudyData) -> str:
+    return f"{data.metric_names[0]} ({data.aggregator} over pairs)"
+
+
+def _value(t: TrialData) -> float:
+    return t.values[0] if t.values else math.nan
+
+
+def history(data: StudyData) -> go.Figure | None:
+    """Each complete trial's objective in trial order, and the best so far."""
+    done = data.complete
+    if not done:
+        return None
+    better = max if data.directions[0] == "maximize" else min
+    best, run = [], None
+    for t in done:
+        run = _value(t) if run is None else better(run, _value(t))
+        best.append(run)
+    fig = _fig(xaxis_title="trial", yaxis_title=_objective(data))
+    fig.add_scatter(x=[t.number for t in done], y=[_value(t) for t in done], mode="markers", name="trial",
+                    text=[t.weighting for t in done], hovertemplate="trial %{x}: %{y:.4f} (%{text})<extra></extra>")
+    fig.add_scatter(x=[t.number for t in done], y=best, mode="lines", line_shape="hv", name="best so far")
+    return fig
+
+
+def importances(data: StudyData) -> go.Figure | None:
+    """Optuna's fANOVA importance of each searched parameter, per objective."""
+    if not data.importances:
+        return None
+    fig = _fig(xaxis_title="importance (share of the objective's variance)", barmode="group",
+               height=max(260, 60 + 40 * max(len(v) for v in data.importances.values())))
+    for name, imp in data.importances.items():
+        keys = sorted(imp, key=imp.get)
+        fig.add_bar(x=[imp[k] for k in keys], y=keys, orientation="h", name=name)
+    return fig
+
+
+def parallel(data: StudyData) -> go.Figure | None:
+    """Parallel coordinates: the parameters every complete trial sets, and the objective, coloured by it."""
+    done = [t for t in data.complete if t.params]
+    keys = sorted({k for t in done for k in t.params if all(k in u.params for u in done)})  # conditional ones: no axis
+    if len(done) < 2 or not keys:
+        return None
+    dims = []
+    for k in keys:
+        vals = [t.params.get(k) for t in done]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+            log = min(vals) > 0 and max(vals) / min(vals) > 20
+            dims.append(dict(label=f"log10 {k}" if log else k, values=[math.log10(v) if log else v for v in vals]))
+        else:
+            cats = sorted({str(v) for v in vals})
+            dims.append(dict(label=k, values=[cats.index(str(v)) for v in vals], tickvals=list(range(len(cats))),
+                             ticktext=cats))
+    values = [_value(t) for t in done]
+    dims.append(dict(label=data.metric_names[0], values=values))
+    fig = _fig(margin=dict(l=80, r=80, t=60, b=30))
+    fig.add_trace(go.Parcoords(dimensions=dims, line=dict(color=values, colorscale=COLORS, showscale=True)))
+    return fig
+
+
+def heatmap(data: StudyData, agg: Aggregation, *, top: int = 10) -> go.Figure | None:
+    """Per pair x top config: the metric the ranking is made of."""
+    order = agg.rankings.get(data.aggregator) or agg.rankings.get("mean") or []
+    order = order[:top]
+    if not order:
+        return None
+    pairs = data.pairs
+    z = [[agg.scores[t][p] for p in pairs] for t in order]
+    labels = [f"#{i + 1} trial {t}" for i, t in enumerate(order)]
+    fig = _fig(height=max(260, 80 + 34 * len(order)), xaxis_title="pair", yaxis_autorange="reversed")
+    fig.add_trace(go.Heatmap(z=z, x=pairs, y=labels, colorscale=COLORS, text=[[f"{v:.3f}" for v in r] for r in z],
+                             texttemplate="%{text}", colorbar=dict(title=agg.metric)))
+    return fig
+
+
+def simplex(data: StudyData) -> go.Figure | None:
+    """Task loss weights in force (shares of their sum), coloured by the objective: a ternary
+    plot for three tasks, a scatter matrix for more, a line for two."""
+    done = [t for t in data.complete if t.weights]
+    tasks = sorted({k for t in done for k in t.weights})
+    if len(done) < 1 or len(tasks) < 2:
+        return None
+    shares = [[t.weights.get(k, 0.0) / (sum(t.weights.values()) or 1.0) for k in tasks] for t in done]
+    values = [_value(t) for t in done]
+    marker = dict(color=values, colorscale=COLORS, showscale=True, size=11, colorbar=dict(title=data.metric_names[0]),
+                  symbol=["circle" if t.weighting == "fixed" else "diamond" for t in done])
+    text = [f"trial {t.number} ({t.weighting})" for t in done]
+    if len(tasks) == 3:
+        fig = _fig(height=480, ternary=dict(aaxis_title=tasks[0], baxis_title=tasks[1], caxis_title=tasks[2]))
+        fig.add_trace(go.Scatterternary(a=[s[0] for s in shares], b=[s[1] for s in shares], c=[s[2] for s in shares],
+                                        mode="markers", marker=marker, text=text, hoverinfo="text+a+b+c"))
+    elif len(tasks) == 2:
+        fig = _fig(xaxis_title=f"share of {tasks[0]}", yaxis_title=data.metric_names[0])
+        fig.add_scatter(x=[s[0] for s in shares], y=values, mode="markers", marker=marker, text=text)
+    else:
+        fig = _fig(height=200 * len(tasks))
+        fig.add_trace(go.Splom(dimensions=[dict(label=k, values=[s[i] for s in shares]) for i, k in enumerate(tasks)],
+                               marker=marker, text=text, diagonal_visible=False))
+    return fig
+
+
+def strategies(data: StudyData) -> go.Figure | None:
+    """The objective of fixed weights beside each learned weighting strategy."""
+    done = data.complete
+    names = sorted({t.weighting for t in done}, key=lambda w: (w != "fixed", w))
+    if not done:
+        return None
+    fig = _fig(yaxis_title=_objective(data), showlegend=False)
+    for w in names:
+        ts = [t for t in done if t.weighting == w]
+        fig.add_trace(go.Box(y=[_value(t) for t in ts], name=f"{w} ({len(ts)})", boxpoints="all", pointpos=0,
+                             jitter=0.3, text=[f"trial {t.number}" for t in ts]))
+    return fig
+
+
+def curves(data: StudyData) -> go.Figure | None:
+    """Each trial's objective per evaluation; an X where the scheduler stopped a trial."""
+    shown = [t for t in data.trials if t.curve]
+    if not shown:
+        return None
+    fig = _fig(xaxis_title="step", yaxis_title=data.metric_names[0] + " per evaluation", height=460,
+               showlegend=len(shown) <= 25)
+    for t in shown:
+        steps = sorted(t.curve)
+        fig.add_scatter(x=steps, y=[t.curve[s] for s in steps], mode="lines", name=f"trial {t.number}",
+                        legendgroup=str(t.number), line=dict(width=1.5, dash="solid" if t.state == "COMPLETE" else "dot"))
+    stopped = [t for t in shown if t.state == "PRUNED"]
+    if stopped:
+        fig.add_scatter(x=[max(t.curve) for t in stopped], y=[t.curve[max(t.curve)] for t in stopped], mode="markers",
+                        marker=dict(symbol="x", size=12, color="crimson"), name="stopped by the scheduler",
+                        text=[f"trial {t.number}" for t in stopped])
+    return fig
+
+
+def pareto(data: StudyData, front: Sequence[int]) -> go.Figure | None:
+    """The first two objectives of every complete trial, the Pareto front highlighted."""
+    if len(data.metric_names) < 2 or not data.complete:
+        return None
+    fig = _fig(xaxis_title=f"{data.metric_names[0]} ({data.directions[0]})",
+               yaxis_title=f"{data.metric_names[1]} ({data.directions[1]})")
+    for on in (False, True):
+        ts = sorted((t for t in data.complete if (t.number in front) == on), key=lambda t: t.values[0])
+        fig.add_scatter(x=[t.values[0] for t in ts], y=[t.values[1] for t in ts], name="Pareto front" if on else "dominated",
+                        mode="lines+markers" if on else "markers", text=[f"trial {t.number}" for t in ts],
+                        marker=dict(size=10 if on else 7))
+    return fig
+
+
+def intervals(unc: Uncertainty) -> go.Figure | None:
+    """Bootstrap intervals of the top configs' metric, per pair."""
+    if not unc.intervals:
+        return None
+    trials = list(next(iter(unc.intervals.values())))
+    fig = _fig(yaxis_title=f"dev {unc.metric}, {100 * (1 - unc.alpha):g} % interval", xaxis_title="pair")
+    for t in trials:
+        pairs = [p for p in unc.intervals if t in unc.intervals[p]]
+        mid = [unc.intervals[p][t][0] for p in pairs]
+        fig.add_scatter(x=pairs, y=mid, mode="markers", name=f"trial {t}", marker=dict(size=10), error_y=dict(
+            type="data", symmetric=False, array=[unc.intervals[p][t][2] - m for p, m in zip(pairs, mid)],
+            arrayminus=[m - unc.intervals[p][t][1] for p, m in zip(pairs, mid)]))
+    fig.update_layout(scattermode="group")
+    return fig
+
+
+def agreement(agg: Aggregation) -> go.Figure | None:
+    """Kendall tau between the rankings of every pair of aggregators."""
+    methods = list(agg.by_method)
+    if len(agg.scores) < 2:
+        return None
+    z = [[agg.tau[(a, b)] for b in methods] for a in methods]
+    fig = _fig(height=80 + 50 * len(methods), yaxis_autorange="reversed")
+    fig.add_trace(go.Heatmap(z=z, x=methods, y=methods, zmin=-1, zmax=1, colorscale="RdBu",
+                             text=[["" if math.isnan(v) else f"{v:.2f}" for v in r] for r in z],
+                             texttemplate="%{text}", colorbar=dict(title="Kendall τ")))
+    return fig
+
+
+def ensemble(ens: Ensemble | None) -> go.Figure | None:
+    """Pearson of each member and of their average, per pair and task."""
+    if ens is None or not ens.scores:
+        return None
+    keys = [f"trial {t}" for t in ens.members] + ["ensemble"]
+    cols = [(p, task) for p, tasks in ens.scores.items() for task in tasks]
+    fig = make_subplots(rows=1, cols=len(cols), subplot_titles=[f"{p} {task}" for p, task in cols])
+    fig.update_layout(**_LAYOUT, showlegend=False)
+    for i, (p, task) in enumerate(cols, start=1):
+        row = ens.scores[p][task]
+        fig.add_bar(x=keys, y=[row[k]["pearson"] for k in keys], row=1, col=i,
+                    marker_color=["#7a9cc6"] * (len(keys) - 1) + ["#e07b39"])
+    fig.update_yaxes(title_text="dev Pearson", row=1, col=1)
+    return fig
