@@ -237,8 +237,55 @@ PRIMARY_METRICS: dict[str, str | None] = {
     "post_edit": "chrf",
     "mlm": None,
 }
+# Glass-box features (the NMT system's own scores), by the value of `features.sentence`.
+# Each name is a column of the tokenized data (mtl/data/glassbox.py computes the lp_* ones).
+LOGPROB_FEATURES = ("lp_mean", "lp_min", "lp_std", "lp_sum_per_word", "lp_low_share")
+SENTENCE_FEATURES: dict[str, tuple[str, ...]] = {
+    "none": (),
+    "model_score": ("model_score",),
+    "logprobs": LOGPROB_FEATURES,
+    "all": ("model_score", *LOGPROB_FEATURES),
+}
+SENTENCE_TASKS = ("da", "hter")
+"""The heads `features.sentence` can feed (they read the pooled sentence vector)."""
+WORD_FEATURES = ("mt_logprob",)
+"""Per MT word: the summed log-prob of its NMT tokens (NaN where the word has none)."""
+
 # Metrics where lower is better: an objective term on them counts negatively.
 LOWER_IS_BETTER = frozenset({"mae", "rmse", "ter", "loss", "mt_ter"})
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    """Glass-box features: what the NMT system thought of its own output, as head inputs.
+
+    Standardised with the training split's statistics (saved in the checkpoint) and
+    concatenated to the pooled sentence vector (`da`, `hter`) or to each MT word's vector
+    (`word_tags`). Every key takes a scalar, so a search space can search it.
+    """
+
+    sentence: Literal["none", "model_score", "logprobs", "all"] = "none"
+    """Sentence features: model_score (the DA TSV's `model_scores`), logprobs (from the NMT
+    token log-probs of `word-probas/`: mean, min, std, sum per MT word, share under
+    `low_logprob`; <eos> included), all (both), none."""
+    sentence_tasks: Literal["all", "da", "hter"] = "all"
+    """Which sentence heads get them: all (every enabled one of da, hter), da, or hter."""
+    word: bool = False
+    """Give word_tags each MT word's log-prob (the sum over its NMT tokens) and a flag for
+    words that have none (their line's NMT text differs from the MT)."""
+    low_logprob: float = -1.0
+    """Threshold of the `lp_low_share` feature: the share of NMT tokens with a lower log-prob."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.low_logprob >= 0:
+            problems.append(("low_logprob", f"must be < 0 (a log-probability), got {self.low_logprob}"))
+        _raise_if(problems)
+
+    @property
+    def needs_logprobs(self) -> bool:
+        """Whether the NMT token log-probs (`word-probas/` of the DA tarballs) are read."""
+        return self.word or self.sentence in ("logprobs", "all")
 
 
 @dataclass(frozen=True)
@@ -314,6 +361,8 @@ class RunConfig:
     tasks: dict[str, TaskConfig] = field(
         default_factory=lambda: {"da": RegressionTaskConfig()})
     """Enabled task heads, name -> options; a task not listed is off."""
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    """Glass-box features fed to the heads (default: none)."""
     weighting: str = "fixed"
     """Task weighting strategy: fixed, uncertainty, dwa, gradnorm, pcgrad."""
     weighting_args: dict[str, Any] = field(default_factory=dict)
@@ -348,7 +397,32 @@ class RunConfig:
             task = key.split(".")[0]
             if "." in key and task not in self.tasks:
                 problems.append((f"train.objective.{key}", f"task {task!r} is not enabled; enabled: {', '.join(self.tasks)}", ("tasks",)))
+        problems += self._feature_problems()
         _raise_if(problems)
+
+    def _feature_problems(self) -> list[tuple]:
+        f, enabled = self.features, ", ".join(self.tasks) or "none"
+        problems: list[tuple] = []
+        wanted = SENTENCE_TASKS if f.sentence_tasks == "all" else (f.sentence_tasks,)
+        if f.sentence != "none" and not any(t in self.tasks for t in wanted):
+            if f.sentence_tasks == "all":
+                message = f"{f.sentence!r} feeds the sentence heads da, hter, but neither is enabled"
+                problems.append(("features.sentence", f"{message}; enabled: {enabled}", ("tasks",)))
+            else:
+                message = f"task {f.sentence_tasks!r} is not enabled (features.sentence {f.sentence!r} would feed it)"
+                problems.append(("features.sentence_tasks", f"{message}; enabled: {enabled}", ("tasks",)))
+        if f.word and "word_tags" not in self.tasks:
+            problems.append(("features.word", f"feeds word_tags, which is not enabled; enabled: {enabled}", ("tasks",)))
+        return problems
+
+    def feature_inputs(self) -> dict[str, tuple[str, ...]]:
+        """The glass-box features of each head that gets some: task -> column names."""
+        f = self.features
+        wanted = SENTENCE_TASKS if f.sentence_tasks == "all" else (f.sentence_tasks,)
+        inputs = {t: SENTENCE_FEATURES[f.sentence] for t in self.tasks if t in wanted and f.sentence != "none"}
+        if f.word:
+            inputs["word_tags"] = WORD_FEATURES
+        return inputs
 
     def objective_terms(self) -> dict[str, float]:
         """The early-stopping objective as {"task.metric": weight}."""

@@ -17,7 +17,7 @@ def _split(model: MultiTaskModel, root: str, pair: str, split: str, max_samples:
     return load_pair_split(root, pair, split, tokenizer=model.tokenizer, backbone=model.encoder.backbone,
                            max_length=cfg.model.max_length, cache_dir=default_cache_dir(cfg.data.cache_dir),
                            pe_max_length=getattr(cfg.tasks.get("post_edit"), "max_length", 128),
-                           max_samples=max_samples)
+                           max_samples=max_samples, features=cfg.features)
 
 
 def _device() -> torch.device:

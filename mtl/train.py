@@ -27,6 +27,7 @@ from mtl.data.mlqe import read_pair
 from mtl.data.tokenizer import cached_tokenizer, load_tokenizer
 from mtl.evaluate import objective, predict_split, score_split, write_predictions
 from mtl.model.backbones import BACKBONES
+from mtl.model.features import feature_stats
 from mtl.model.multitask import MultiTaskModel
 from mtl.registry import lookup
 from mtl.weighting import WEIGHTINGS
@@ -101,7 +102,7 @@ def train(cfg: RunConfig, *, out_dir: str | Path, report: Report | None = None,
     cache = default_cache_dir(cfg.data.cache_dir)
     tokenizer = _tokenizer(cfg, backbone, cache)
     load = partial(load_pair_split, cfg.data.root, tokenizer=tokenizer, backbone=backbone,
-                   max_length=cfg.model.max_length, cache_dir=cache,
+                   max_length=cfg.model.max_length, cache_dir=cache, features=cfg.features,
                    pe_max_length=getattr(cfg.tasks.get("post_edit"), "max_length", 128))
     train_cols = _concat([load(p, cfg.data.train_split, max_samples=cfg.data.max_train_samples)
                           for p in cfg.data.pairs])
@@ -112,8 +113,9 @@ def train(cfg: RunConfig, *, out_dir: str | Path, report: Report | None = None,
             log.warning("%s %s: max_length %d truncates %d MT and %d source words (tagged OK, counted in "
                         "truncated_words)", pair, cfg.data.eval_split, cfg.model.max_length, lost["mt"], lost["src"])
 
+    stats = feature_stats(train_cols, cfg)  # glass-box features: standardised with training statistics only
     torch.manual_seed(cfg.train.seed)
-    model = MultiTaskModel.build(cfg, tokenizer).to(device)
+    model = MultiTaskModel.build(cfg, tokenizer, feature_stats=stats).to(device)
     shared = model.encoder.last_layer_parameters() if cfg.weighting == "gradnorm" else list(model.encoder.parameters())
     weighting = WEIGHTINGS[cfg.weighting](list(cfg.tasks), init_weights={t: c.weight for t, c in cfg.tasks.items()},
                                           shared_params=shared, **cfg.weighting_args).to(device)
@@ -129,9 +131,9 @@ def train(cfg: RunConfig, *, out_dir: str | Path, report: Report | None = None,
         state = _load_state(out / "last", model, weighting, optimizer, scheduler, scaler, device)
         log.info("resumed %s at step %d of %d", out, state.step, total)
     _truncate_history(out / "history.jsonl", state.step)
-    log.info("training %s on %s: %d segments, %d steps, %s, tasks %s, weighting %s",
+    log.info("training %s on %s: %d segments, %d steps, %s, tasks %s, weighting %s%s",
              cfg.model.pretrained or f"a new {cfg.model.backbone}", ", ".join(cfg.data.pairs), len(lengths),
-             total, device, ", ".join(cfg.tasks), cfg.weighting)
+             total, device, ", ".join(cfg.tasks), cfg.weighting, f", features {model.features.extra_repr()}" if stats else "")
 
     # --- loop ---------------------------------------------------------------------------
     model.train()

@@ -19,6 +19,7 @@ from mtl.config import (
     WEIGHTING_OPTIONS,
     ConfigError,
     DataConfig,
+    FeaturesConfig,
     MLMConfig,
     ModelConfig,
     PostEditConfig,
@@ -36,7 +37,7 @@ from mtl.config import (
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "en-de.yaml"
 SRC = "cfg.yaml"
-TOP_KEYS = "data, model, tasks, weighting, weighting_args, train"
+TOP_KEYS = "data, model, tasks, features, weighting, weighting_args, train"
 TASK_NAMES = "da, hter, word_tags, source_tags, post_edit, mlm"
 
 
@@ -477,6 +478,59 @@ def test_default_objective_terms() -> None:
 def test_default_objective_scales_chrf() -> None:
     cfg = config_from_dict({"tasks": {"hter": {}, "source_tags": {}, "post_edit": {}}})
     assert cfg.objective_terms() == {"hter.pearson": 1.0, "source_tags.mcc": 1.0, "post_edit.chrf": 0.01}
+
+
+# --- glass-box features ------------------------------------------------------------------------------
+
+
+def test_features_default_to_none() -> None:
+    cfg = config_from_dict({"tasks": {"da": {}, "word_tags": {}}})
+    assert cfg.features == FeaturesConfig(sentence="none", sentence_tasks="all", word=False, low_logprob=-1.0)
+    assert cfg.feature_inputs() == {} and not cfg.features.needs_logprobs
+    assert to_dict(cfg)["features"] == {"sentence": "none", "sentence_tasks": "all", "word": False,
+                                         "low_logprob": -1.0}
+
+
+def test_features_feed_the_heads_asked_for(tmp_path: Path) -> None:
+    cfg = config_from_dict({"tasks": {"da": {}, "hter": {}, "word_tags": {}},
+                            "features": {"sentence": "model_score", "word": True}})
+    assert cfg.feature_inputs() == {"da": ("model_score",), "hter": ("model_score",), "word_tags": ("mt_logprob",)}
+    assert cfg.features.needs_logprobs  # the word log-probs come from word-probas/
+    only_hter = config_from_dict({"tasks": {"da": {}, "hter": {}},
+                                  "features": {"sentence": "logprobs", "sentence_tasks": "hter"}})
+    assert list(only_hter.feature_inputs()) == ["hter"] and len(only_hter.feature_inputs()["hter"]) == 5
+    dump_config(cfg, tmp_path / "x.yaml")
+    assert load_config(tmp_path / "x.yaml") == cfg
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ({"tasks": {"word_tags": {}}, "features": {"sentence": "all"}},
+     "features.sentence: 'all' feeds the sentence heads da, hter, but neither is enabled; enabled: word_tags"),
+    ({"tasks": {"da": {}}, "features": {"sentence": "model_score", "sentence_tasks": "hter"}},
+     "features.sentence_tasks: task 'hter' is not enabled (features.sentence 'model_score' would feed it); "
+     "enabled: da"),
+    ({"tasks": {"da": {}}, "features": {"word": True}},
+     "features.word: feeds word_tags, which is not enabled; enabled: da"),
+    ({"features": {"low_logprob": 0.5}}, "features.low_logprob: must be < 0 (a log-probability), got 0.5"),
+    ({"features": {"sentence": "probs"}}, "features.sentence: must be one of none, model_score, logprobs, all, "
+                                          "got 'probs'"),
+    ({"features": {"word": "yes"}}, "features.word: must be bool, got 'yes'"),
+])
+def test_feature_errors_name_the_key(raw: dict[str, Any], message: str) -> None:
+    assert one_error(raw) == f"{SRC}: {message}"
+
+
+def test_feature_errors_are_reported_with_the_others() -> None:
+    errors = errors_of({"tasks": {"da": {}}, "features": {"word": True}, "train": {"lr": -1}})
+    assert sorted(e.split(": ")[1] for e in errors) == ["features.word", "train.lr"], errors
+    # a task section that failed does not invent feature errors
+    errors = errors_of({"tasks": {"da": {}, "word_tag": {}}, "features": {"word": True}})
+    assert [e.split(": ")[1] for e in errors] == ["tasks.word_tag"], errors
+
+
+def test_sentence_tasks_without_sentence_features_asks_for_nothing() -> None:
+    cfg = config_from_dict({"tasks": {"da": {}}, "features": {"sentence_tasks": "hter"}})
+    assert cfg.feature_inputs() == {}
 
 
 # --- errors found while writing these tests (regressions) -------------------------------------------

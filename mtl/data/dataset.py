@@ -2,7 +2,9 @@
 
 Each row keeps its raw words and labels (for word-level scoring and predictions) next to
 the subword columns: `input_ids`, `token_type_ids`, `src_word` / `mt_word` (the word each
-subword belongs to, -1 for none), `seq` (0 src, 1 mt, -1 special) and `pe_ids`.
+subword belongs to, -1 for none), `seq` (0 src, 1 mt, -1 special) and `pe_ids`. When the
+config's glass-box features need the NMT log-probs, also their sentence aggregates
+(`lp_*`) and `mt_logprob` (one per MT word, NaN where the word has no NMT token).
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from mtl.data.mlqe import read_pair
+from mtl.config import LOGPROB_FEATURES, FeaturesConfig
+from mtl.data.glassbox import alignment_stats, sentence_features, word_logprobs
+from mtl.data.mlqe import DataError, read_pair
 from mtl.model.backbones import Backbone
 
 log = logging.getLogger(__name__)
 
 _FORMAT_VERSION = "2"  # bump when the encoded columns change
+_GLASS_BOX_VERSION = "1"  # bump when the glass-box columns change
 
 
 @dataclass
@@ -55,7 +60,7 @@ def default_cache_dir(configured: str | None) -> Path:
 
 def load_pair_split(root: str | Path, pair: str, split: str, *, tokenizer, backbone: Backbone,
                     max_length: int, pe_max_length: int, cache_dir: Path,
-                    max_samples: int | None = None) -> PairSplit:
+                    max_samples: int | None = None, features: FeaturesConfig | None = None) -> PairSplit:
     """Read, tokenize and cache one pair's split.
 
     Args:
@@ -68,23 +73,33 @@ def load_pair_split(root: str | Path, pair: str, split: str, *, tokenizer, backb
         pe_max_length: Decoder target length in subwords.
         cache_dir: Cache root.
         max_samples: Keep only the first N segments.
+        features: The glass-box features asked for: with logprobs or word features, the
+            NMT log-probs are read and their columns added.
 
     Returns:
         The split, its columns in memory.
 
     Raises:
-        mtl.data.mlqe.DataError: A data file is missing or malformed.
+        mtl.data.mlqe.DataError: A data file is missing or malformed, or a glass-box feature
+            asked for has no data in this pair and split.
     """
     import datasets
 
-    fingerprint = _fingerprint(root, pair, split, tokenizer, max_length, pe_max_length)
+    logprobs = features is not None and features.needs_logprobs
+    low = features.low_logprob if logprobs else None
+    fingerprint = _fingerprint(root, pair, split, tokenizer, max_length, pe_max_length, low)
     where = cache_dir / "data" / f"{pair}-{split}-{fingerprint}"
     if (where / "dataset_info.json").exists():
         ds = datasets.load_from_disk(str(where))
     else:
-        records = read_pair(root, pair, split)
-        ds = datasets.Dataset.from_dict(encode_records(records, tokenizer=tokenizer,
-                                                       max_length=max_length, pe_max_length=pe_max_length))
+        records = read_pair(root, pair, split, word_probas=logprobs)
+        if logprobs:
+            stats = alignment_stats(records)
+            log.info("%s %s: NMT tokens of %d of %d lines do not merge into the MT words; %d lines (%d of %d "
+                     "words) differ by characters: those words get no log-prob", pair, split, stats.merge_differs,
+                     stats.lines, stats.unaligned_lines, stats.unaligned_words, stats.words)
+        ds = datasets.Dataset.from_dict(encode_records(records, tokenizer=tokenizer, max_length=max_length,
+                                                       pe_max_length=pe_max_length, low_logprob=low))
         tmp = where.with_name(where.name + f".tmp{os.getpid()}")
         ds.save_to_disk(str(tmp))
         if not where.exists():
@@ -95,11 +110,15 @@ def load_pair_split(root: str | Path, pair: str, split: str, *, tokenizer, backb
     columns = ds[:]
     if not backbone.uses_token_type_ids:
         columns.pop("token_type_ids", None)
+    if features is not None and features.sentence in ("model_score", "all") and None in columns["model_score"]:
+        da = Path(root) / "direct-assessments" / split / f"{pair}-{split}.tar.gz"
+        raise DataError(f"{da}: no such tarball, expected the direct-assessments tarball: features.sentence "
+                        f"{features.sentence!r} reads its model_scores column ({pair} {split})")
     return PairSplit(pair=pair, split=split, columns=columns, dataset=ds)
 
 
 def _fingerprint(root: str | Path, pair: str, split: str, tokenizer, max_length: int,
-                 pe_max_length: int) -> str:
+                 pe_max_length: int, low_logprob: float | None) -> str:
     digest = hashlib.sha256()
     for half in ("direct-assessments", "post-editing"):
         path = Path(root) / half / split / f"{pair}-{split}.tar.gz"
@@ -108,12 +127,15 @@ def _fingerprint(root: str | Path, pair: str, split: str, tokenizer, max_length:
             digest.update(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     digest.update(tokenizer.backend_tokenizer.to_str().encode())
     digest.update(json.dumps([max_length, pe_max_length, tokenizer.padding_side, _FORMAT_VERSION]).encode())
+    if low_logprob is not None:  # the glass-box columns (none: the same key as before they existed)
+        digest.update(json.dumps(["glass-box", low_logprob, _GLASS_BOX_VERSION]).encode())
     return digest.hexdigest()[:20]
 
 
-def encode_records(records: Sequence[dict], *, tokenizer, max_length: int,
-                   pe_max_length: int) -> dict[str, list]:
-    """Tokenize (src, mt) pairs as split words and keep each subword's word index."""
+def encode_records(records: Sequence[dict], *, tokenizer, max_length: int, pe_max_length: int,
+                   low_logprob: float | None = None) -> dict[str, list]:
+    """Tokenize (src, mt) pairs as split words and keep each subword's word index; with
+    ``low_logprob`` (records read with ``word_probas``), add the glass-box columns."""
     src = [r["src"] for r in records]
     mt = [r["mt"] for r in records]
     enc = tokenizer(src, mt, is_split_into_words=True, truncation=True, max_length=max_length)
@@ -137,6 +159,10 @@ def encode_records(records: Sequence[dict], *, tokenizer, max_length: int,
     cols["pe_ids"] = [[] for _ in records]
     for i, ids in zip(has_pe, pe_enc["input_ids"] if has_pe else []):
         cols["pe_ids"][i] = [bos, *ids, eos]
+    if low_logprob is not None:
+        sentence = [sentence_features(r["nmt_logprobs"], len(r["mt"]), low_logprob=low_logprob) for r in records]
+        cols.update({name: [s[name] for s in sentence] for name in LOGPROB_FEATURES})
+        cols["mt_logprob"] = [word_logprobs(r["nmt_tokens"], r["nmt_logprobs"], r["mt"]) for r in records]
     return cols
 
 
@@ -191,10 +217,15 @@ def collate(columns: dict[str, list], rows: Sequence[int], *, pad_id: int,
     }
     if "token_type_ids" in columns:
         batch["token_type_ids"] = pad(take("token_type_ids"), 0)
-    for key in ("da", "hter", "model_score"):
+    for key in ("da", "hter", "model_score", *(k for k in LOGPROB_FEATURES if k in columns)):
         batch[key] = torch.tensor([math.nan if v is None else float(v) for v in take(key)])
     n_mt, n_src = take("n_mt_kept"), take("n_src_kept")
     batch["n_mt"], batch["n_src"] = torch.tensor(n_mt), torch.tensor(n_src)
+    if "mt_logprob" in columns:  # one per kept MT word, NaN-padded on the right
+        width = max(n_mt, default=0)
+        batch["mt_logprob"] = torch.full((len(rows), width), math.nan)
+        for i, (values, kept) in enumerate(zip(take("mt_logprob"), n_mt)):
+            batch["mt_logprob"][i, :kept] = torch.tensor(values[:kept], dtype=torch.float)
     word_tags, gap_tags, src_tags = [], [], []
     for tags, kept in zip(take("mt_tags"), n_mt):
         word_tags.append(list(tags[1::2][:kept]) if tags else [-100] * kept)

@@ -25,6 +25,7 @@ _DA_COLUMNS = ("original", "translation", "z_mean", "model_scores")
 _PE_SUFFIXES = ("src", "mt", "pe", "hter", "tags", "source_tags")
 _PE_REQUIRED = ("src", "mt")
 _TAGS = {"OK": 0, "BAD": 1}
+_PROBA_PREFIXES = ("mt.", "word_probas.")  # file names in word-probas/ of a DA tarball
 _CSV_FIELD_LIMIT = 2**31 - 1  # DA rows hold long lists of scores; the default is 128 KiB
 
 
@@ -61,22 +62,27 @@ def available_pairs(root: str | os.PathLike, split: str) -> list[str]:
     )
 
 
-def read_pair(root: str | os.PathLike, pair: str, split: str) -> list[dict]:
+def read_pair(root: str | os.PathLike, pair: str, split: str, *, word_probas: bool = False) -> list[dict]:
     """Read one pair and split of MLQE-PE, joining DA and PE by line index.
 
     Args:
         root: The MLQE-PE root, holding ``direct-assessments/`` and ``post-editing/``.
         pair: A language pair such as ``"en-de"``.
         split: ``"train"``, ``"dev"`` or ``"test"``.
+        word_probas: Also read the NMT system's tokens and their log-probs (the DA
+            tarball's ``word_probas.*`` and ``mt.*`` members, in ``word-probas/``).
 
     Returns:
         One dict per segment with keys ``pair``, ``index`` (0-based line), ``src`` and ``mt``
         (word lists, from PE when present, else from DA), ``pe`` (words), ``da`` (z_mean),
         ``model_score``, ``hter``, ``mt_tags`` (0 = OK, 1 = BAD, gaps interleaved,
         ``2*len(mt)+1``) and ``src_tags`` (``len(src)``). Labels a split lacks are None.
+        With ``word_probas``, also ``nmt_tokens`` (the raw NMT tokens, BPE or SentencePiece
+        pieces) and ``nmt_logprobs`` (one per token, then one for ``<eos>``).
 
     Raises:
-        DataError: A malformed pair, a missing split or tarball, or any malformed line.
+        DataError: A malformed pair, a missing split or tarball, any malformed line, or
+            (``word_probas``) a missing DA tarball or member.
     """
     root = Path(root)
     if not _PAIR.fullmatch(pair):
@@ -99,7 +105,15 @@ def read_pair(root: str | os.PathLike, pair: str, split: str) -> list[dict]:
             f"{pe_path}: {pe_names['src']} has {n_pe} lines, expected the same segments"
         )
     n = len(da) if da is not None else len(pe["src"])
-    return [_segment(pair, i, da[i] if da is not None else None, pe) for i in range(n)]
+    segments = [_segment(pair, i, da[i] if da is not None else None, pe) for i in range(n)]
+    if word_probas:
+        if da is None:
+            raise DataError(f"{da_path}: no such tarball, expected the direct-assessments tarball holding the "
+                            f"NMT log-probs ({', '.join(p + '*' for p in _PROBA_PREFIXES)})")
+        tokens, logprobs = _read_word_probas(da_path, tsv, n)
+        for segment, toks, lps in zip(segments, tokens, logprobs):
+            segment.update(nmt_tokens=toks, nmt_logprobs=lps)
+    return segments
 
 
 def _segment(pair: str, i: int, da: dict | None, pe: dict[str, list] | None) -> dict:
@@ -181,6 +195,50 @@ def _read_pe(path: Path) -> tuple[dict[str, str], dict[str, list]]:
             src_words = f"{len(src)} source words"
             out["source_tags"].append(_tags(*at("source_tags", i), src_words, len(src), "one per word"))
     return names, out
+
+
+def _read_word_probas(path: Path, tsv: str, n: int) -> tuple[list[list[str]], list[list[float]]]:
+    """The NMT tokens and their log-probs (tokens + 1 for <eos>) of each of ``n`` segments."""
+    members = _read_prefixed(path, _PROBA_PREFIXES)
+    for prefix in _PROBA_PREFIXES:
+        if prefix not in members:
+            raise DataError(f"{path}: {prefix}*: no such member, expected one whose file name starts with "
+                            f"'{prefix}' (the NMT system's tokens and log-probs, in word-probas/)")
+    (mt_name, mt_text), (lp_name, lp_text) = members["mt."], members["word_probas."]
+    token_lines, lp_lines = _lines(mt_text), _lines(lp_text)
+    for name, lines in ((mt_name, token_lines), (lp_name, lp_lines)):
+        if len(lines) != n:
+            what = f"{len(lines)} lines but {tsv} has {n} segments"
+            raise _error(path, name, min(len(lines), n) + 1, what, "one line per segment")
+    tokens, logprobs = [], []
+    for i, (token_line, lp_line) in enumerate(zip(token_lines, lp_lines)):
+        toks, values = token_line.split(), lp_line.split()
+        if len(values) != len(toks) + 1:
+            what = f"got {len(values)} log-probs for {len(toks)} NMT tokens in {mt_name}"
+            raise _error(path, lp_name, i + 1, what, f"{len(toks) + 1} (one per token, then <eos>)")
+        tokens.append(toks)
+        logprobs.append([_score(path, lp_name, i + 1, v, "log-prob") for v in values])
+    return tokens, logprobs
+
+
+def _read_prefixed(path: Path, prefixes: tuple[str, ...]) -> dict[str, tuple[str, str]]:
+    """Return ``prefix -> (member name, utf-8 text)`` for members whose file name starts with
+    a prefix (the word-probas members share their suffix, e.g. ``.roen``)."""
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            found: dict[str, tarfile.TarInfo] = {}
+            for info in tar.getmembers():
+                base = info.name.rsplit("/", 1)[-1]
+                prefix = next((p for p in prefixes if base.startswith(p)), None)
+                if not info.isfile() or prefix is None:
+                    continue
+                if prefix in found:
+                    raise DataError(f"{path}: {found[prefix].name}, {info.name}: both start with '{prefix}', "
+                                    "expected exactly one such member")
+                found[prefix] = info
+            return {p: (m.name, _decode(path, m.name, tar.extractfile(m).read())) for p, m in found.items()}
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise DataError(f"{path}: cannot read it ({e}), expected a gzip-compressed tar archive") from e
 
 
 def _read_members(path: Path, suffixes: tuple[str, ...]) -> dict[str, tuple[str, str]]:

@@ -1,8 +1,9 @@
 """The shared encoder and its task heads; saved as a self-describing checkpoint folder.
 
 A checkpoint folder holds `config.json` + `model.safetensors` (the encoder, loadable on its
-own by `transformers.AutoModel.from_pretrained`), the tokenizer files, `heads.safetensors`
-and `run_config.yaml` (the complete trainer config).
+own by `transformers.AutoModel.from_pretrained`), the tokenizer files, `heads.safetensors`,
+`run_config.yaml` (the complete trainer config) and, when the heads take glass-box features,
+`feature_stats.json` (their standardisation statistics from the training split).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from mtl.config import RunConfig, dump_config, load_config
 from mtl.data.tokenizer import load_tokenizer
 from mtl.model.backbones import BACKBONES
 from mtl.model.encoder import Encoder
+from mtl.model.features import GlassBox, load_stats, save_stats
 from mtl.model.heads import TASKS, Encoded
 from mtl.registry import lookup
 
@@ -25,30 +27,45 @@ CONFIG_FILE = "run_config.yaml"
 
 
 class MultiTaskModel(nn.Module):
-    """One shared encoder, one head per enabled task."""
+    """One shared encoder, one head per enabled task, the glass-box features some heads take."""
 
-    def __init__(self, cfg: RunConfig, encoder: Encoder, tokenizer: Any) -> None:
+    def __init__(self, cfg: RunConfig, encoder: Encoder, tokenizer: Any, *,
+                 feature_stats: dict[str, dict[str, float]] | None = None) -> None:
         super().__init__()
         self.cfg = cfg
         self.encoder = encoder
         self.tokenizer = tokenizer
-        self.heads = nn.ModuleDict({
-            name: lookup(TASKS, name, where="tasks")(name, task_cfg, hidden_size=encoder.hidden_size,
-                                                     model_cfg=cfg.model, tokenizer=tokenizer)
-            for name, task_cfg in cfg.tasks.items()
-        })
+        self.features = GlassBox(cfg, feature_stats)
+
+        def head(name: str, task_cfg: Any) -> nn.Module:
+            width = self.features.width(name)  # only heads fed features (the config checks which) take it
+            return lookup(TASKS, name, where="tasks")(name, task_cfg, hidden_size=encoder.hidden_size,
+                                                      model_cfg=cfg.model, tokenizer=tokenizer,
+                                                      **({"extra_inputs": width} if width else {}))
+        self.heads = nn.ModuleDict({name: head(name, task_cfg) for name, task_cfg in cfg.tasks.items()})
         for head in self.heads.values():
             if hasattr(head, "init_from_encoder"):
                 head.init_from_encoder(encoder.model.get_input_embeddings())
 
     @classmethod
-    def build(cls, cfg: RunConfig, tokenizer: Any) -> "MultiTaskModel":
-        """The encoder from `model.pretrained`, or a new one at the config's size."""
+    def build(cls, cfg: RunConfig, tokenizer: Any, *,
+              feature_stats: dict[str, dict[str, float]] | None = None) -> "MultiTaskModel":
+        """The encoder from `model.pretrained`, or a new one at the config's size.
+
+        Args:
+            cfg: The run's config.
+            tokenizer: Its tokenizer.
+            feature_stats: Standardisation statistics of the glass-box features the config
+                feeds to heads (`mtl.model.features.feature_stats` on the training split).
+
+        Raises:
+            ValueError: The config feeds features to heads and ``feature_stats`` lacks them.
+        """
         if cfg.model.pretrained:
             encoder = Encoder.from_pretrained(cfg.model.backbone, cfg.model.pretrained)
         else:
             encoder = Encoder.build(cfg.model, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
-        return cls(cfg, encoder, tokenizer)
+        return cls(cfg, encoder, tokenizer, feature_stats=feature_stats)
 
     def encode(self, batch: dict[str, torch.Tensor], *, generator: torch.Generator | None = None) -> Encoded:
         """Run the shared encoder once for every head."""
@@ -64,7 +81,7 @@ class MultiTaskModel(nn.Module):
         enc = self.encode(batch)
         losses = {}
         for name, head in self.heads.items():
-            loss = head.loss(enc)
+            loss = head.loss(self.features(name, enc))
             if loss is not None:
                 losses[name] = loss
         return losses
@@ -73,7 +90,7 @@ class MultiTaskModel(nn.Module):
     def predict(self, batch: dict[str, torch.Tensor], *, generator: torch.Generator | None = None) -> dict[str, list]:
         """Per-task predictions, one per row."""
         enc = self.encode(batch, generator=generator)
-        return {name: head.predict(enc) for name, head in self.heads.items()}
+        return {name: head.predict(self.features(name, enc)) for name, head in self.heads.items()}
 
     def save_pretrained(self, path: str | Path) -> None:
         """Write the checkpoint folder (see the module docstring)."""
@@ -86,6 +103,8 @@ class MultiTaskModel(nn.Module):
         state = {k: v.detach().cpu().contiguous() for k, v in self.heads.state_dict().items()}
         save_file(state, str(path / HEADS_FILE))
         dump_config(self.cfg, path / CONFIG_FILE)
+        if self.features.stats:
+            save_stats(self.features.stats, path)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, map_location: str = "cpu") -> "MultiTaskModel":
@@ -98,6 +117,6 @@ class MultiTaskModel(nn.Module):
         cfg = load_config(path / CONFIG_FILE)
         backbone = lookup(BACKBONES, cfg.model.backbone, where=f"{path / CONFIG_FILE}: model.backbone")
         tokenizer = load_tokenizer(path, backbone)
-        model = cls(cfg, Encoder.from_pretrained(cfg.model.backbone, path), tokenizer)
+        model = cls(cfg, Encoder.from_pretrained(cfg.model.backbone, path), tokenizer, feature_stats=load_stats(path))
         model.heads.load_state_dict(load_file(str(path / HEADS_FILE), device=map_location))
         return model

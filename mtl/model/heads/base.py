@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -36,6 +37,16 @@ class Encoded:
             n = int(self.batch[f"n_{side}"].max().item()) if self.batch[f"n_{side}"].numel() else 0
             self._words[side] = pool_words(self.hidden, self.batch[f"{side}_word"], n, self.word_pooling)
         return self._words[side]
+
+    def with_inputs(self, *, sentence: torch.Tensor | None = None, mt_words: torch.Tensor | None = None) -> "Encoded":
+        """A copy whose pooled vector ([batch, F]) and/or MT word vectors ([batch, words, F])
+        have extra inputs appended, e.g. glass-box features."""
+        pooled, words = self.pooled, dict(self._words)
+        if sentence is not None:
+            pooled = torch.cat([pooled, sentence.to(pooled.dtype)], -1)
+        if mt_words is not None:
+            words["mt"] = torch.cat([self.words("mt"), mt_words.to(self.hidden.dtype)], -1)
+        return dataclasses.replace(self, pooled=pooled, _words=words)
 
 
 class Head(nn.Module):

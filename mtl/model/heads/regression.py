@@ -12,12 +12,13 @@ from mtl.model.heads.base import Encoded, Head, mlp
 
 
 class SentenceRegression(Head):
-    """Predicts the label named like the task (``da`` or ``hter``) from the sentence vector."""
+    """Predicts the label named like the task (``da`` or ``hter``) from the sentence vector
+    (plus ``extra_inputs`` appended to it, e.g. glass-box features)."""
 
     def __init__(self, name: str, cfg: TaskConfig, *, hidden_size: int, model_cfg: ModelConfig,
-                 tokenizer: Any) -> None:
+                 tokenizer: Any, extra_inputs: int = 0) -> None:
         super().__init__(name, cfg, hidden_size=hidden_size, model_cfg=model_cfg, tokenizer=tokenizer)
-        self.net = mlp(hidden_size, 1, model_cfg.dropout)
+        self.net = mlp(hidden_size, 1, model_cfg.dropout, inputs=hidden_size + extra_inputs)
 
     def _scores(self, enc: Encoded) -> torch.Tensor:
         return self.net(enc.pooled).squeeze(-1).float()

@@ -16,11 +16,12 @@ class WordTags(Head):
     """Tags each kept MT word and each gap around them; returns 2n+1 interleaved tags."""
 
     def __init__(self, name: str, cfg: WordTagsConfig, *, hidden_size: int, model_cfg: ModelConfig,
-                 tokenizer: Any) -> None:
+                 tokenizer: Any, extra_inputs: int = 0) -> None:
         super().__init__(name, cfg, hidden_size=hidden_size, model_cfg=model_cfg, tokenizer=tokenizer)
-        self.words = mlp(hidden_size, 2, model_cfg.dropout)
-        self.edge = nn.Parameter(torch.zeros(hidden_size))  # stands in for the missing neighbour
-        gap_inputs = 2 * hidden_size if cfg.gaps == "concat" else hidden_size
+        width = hidden_size + extra_inputs  # a word's vector, then its extra inputs (glass-box features)
+        self.words = mlp(hidden_size, 2, model_cfg.dropout, inputs=width)
+        self.edge = nn.Parameter(torch.zeros(width))  # stands in for the missing neighbour
+        gap_inputs = 2 * width if cfg.gaps == "concat" else width
         self.gaps = mlp(hidden_size, 2, model_cfg.dropout, inputs=gap_inputs) if cfg.gaps != "none" else None
         self.register_buffer("class_weight", torch.tensor([1.0, cfg.bad_weight]), persistent=False)
 
