@@ -322,9 +322,13 @@ class Study:
         trial = self.in_flight.get(number)
         run_dir = trial.user_attrs.get("run_dir") if trial else None
         reason, tb = None, ray_error
-        if run_dir and (Path(run_dir) / ERROR_FILE).exists():
-            err = json.loads((Path(run_dir) / ERROR_FILE).read_text(encoding="utf-8"))
-            reason, tb = err["reason"], err["traceback"]
+        # the trial's own error file; in per_pair mode, the first pair's that failed
+        files = [Path(run_dir) / ERROR_FILE, *sorted(Path(run_dir).glob(f"*/{ERROR_FILE}"))] if run_dir else []
+        for path in files:
+            if path.exists():
+                err = json.loads(path.read_text(encoding="utf-8"))
+                reason, tb = err["reason"], err["traceback"]
+                break
         if reason is None:
             last = [line for line in (ray_error or "").strip().splitlines() if line.strip()]
             reason = last[-1].strip() if last else "the trial's process died without a Python error (killed, e.g. out of memory?)"

@@ -128,13 +128,17 @@ def test_too_many_failures_in_a_row_stop_the_search(tmp_path, data_root, cache_d
 def test_per_pair_mode_trains_each_pair_as_its_own_ray_task(tmp_path, data_root, cache_dir):
     from search.run import main
 
-    space = _space(tmp_path, data_root, cache_dir, trials=2, name="pp",
+    # the third trial diverges: a pair's task fails, and the trial is FAIL with that pair's reason
+    space = _space(tmp_path, data_root, cache_dir, trials=3, name="pp", train={"max_grad_norm": None},
                    extra={"datasets": {"pairs": ["en-de", "ro-en"], "mode": "per_pair"},
+                          "search": {"train.lr": {"type": "categorical", "choices": [1e-3, 3e-3, 1e30]}},
+                          "weights": None, "enqueue": [{"train.lr": v} for v in (1e-3, 3e-3, 1e30)],
                           "scheduler": {"name": "fifo"}, "objective": {"metrics": ["da.pearson"], "aggregator": "worst"}})
     assert main(["--space", str(space), "--cpus-per-trial", "2", "--max-concurrent", "1"]) == 0
     trials = _study(space, "pp").get_trials()
-    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
-    for t in trials:
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2 + [TrialState.FAIL]
+    assert "TrainingDiverged" in trials[2].user_attrs["fail_reason"]
+    for t in trials[:2]:
         run = Path(t.user_attrs["run_dir"])
         for pair in ("en-de", "ro-en"):  # one run directory per pair, each trained on its pair only
             assert json.loads((run / pair / "metrics.json").read_text())["metrics"].keys() == {pair}
