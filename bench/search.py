@@ -4,6 +4,7 @@
     python bench/search.py --quick                  # smoke run: 4 trials, 1 repeat of 6-trial searches
     python bench/search.py --part overhead --trials 16
     python bench/search.py --part efficiency --repeats 1 --keep
+    python bench/search.py --report /tmp/bench-search-XXXX    # part 2's table again from a --keep folder
 
 1. Overhead. N trials of a trainer run of fixed cost (a tiny model, a fixed step count; random
    sampling of `train.lr`, which does not change the cost; no pruning) on 2 workers, run four
@@ -99,9 +100,11 @@ EFFICIENCY_SEARCH = {
     "model.dropout": {"type": "float", "low": 0.0, "high": 0.3},
     "tasks.word_tags.bad_weight": {"type": "float", "low": 1.0, "high": 6.0},
 }
+STARTUP = 5  # TPE's random start-up trials
 EFFICIENCY_SIDES = {  # side -> (sampler, scheduler)
     "random+fifo": ({"name": "random"}, {"name": "fifo"}),
-    "tpe+asha": ({"name": "tpe", "n_startup_trials": 5}, {"name": "asha", "grace_period": 1, "reduction_factor": 2}),
+    "tpe+asha": ({"name": "tpe", "n_startup_trials": STARTUP},
+                 {"name": "asha", "grace_period": 1, "reduction_factor": 2}),
 }
 
 
@@ -244,6 +247,7 @@ def _trials(space: Path) -> list[dict[str, Any]]:
                    default=None)  # the best checkpoint's objective, a pruned trial's included
         rows.append({"number": t.number, "state": t.state.name, "value": t.value, "peak": peak,
                      "seconds": float(t.user_attrs.get("seconds", end - start)), "start": start, "end": end,
+                     "steps": int(t.user_attrs.get("step", 0)),
                      "interrupted": bool(t.user_attrs.get("interrupted"))})
     return sorted(rows, key=lambda r: r["end"])
 
@@ -303,19 +307,26 @@ def overhead(folder: Path, *, data: str, trials: int) -> None:
     print(f"part 1 took {time.monotonic() - ticks:.0f} s\n")
 
 
-def _to_reach(rows: list[dict[str, Any]], target: float, *, key: str = "value") -> tuple[float | None, float]:
-    """Compute spent (in finishing order) until a trial's `key` first reaches `target`, and the best
-    `key`. key "value": COMPLETE trials only (what the search exports); "peak": the best
-    checkpoint of any trial, a pruned one's included."""
-    spent, best = 0.0, float("-inf")
-    reached = None
+def _to_reach(rows: list[dict[str, Any]], target: float, *, key: str = "value") -> dict[str, Any]:
+    """Seconds and steps spent (trials in finishing order) until a trial's `key` first reaches
+    `target` (None: never), the trial that did, and the best `key`. key "value": COMPLETE trials
+    only (what the search exports); "peak": the best checkpoint of any trial, a pruned one's too."""
+    seconds = steps = 0.0
+    out: dict[str, Any] = {"seconds": None, "steps": None, "by": None, "best": float("-inf")}
     for r in rows:
-        spent += r["seconds"]
+        seconds, steps = seconds + r["seconds"], steps + r["steps"]
         if r[key] is not None:
-            best = max(best, r[key])
-            if reached is None and r[key] >= target:
-                reached = spent
-    return reached, best
+            out["best"] = max(out["best"], r[key])
+            if out["by"] is None and r[key] >= target:
+                out.update(seconds=seconds, steps=steps, by=r["number"])
+    return out
+
+
+def _side(space: Path, run: dict[str, Any]) -> dict[str, Any]:
+    rows = [x for x in _trials(space) if not x["interrupted"]]
+    return {"rows": rows, "wall": run["wall"], "load": run["load"], "compute": sum(x["seconds"] for x in rows),
+            "steps": sum(x["steps"] for x in rows), "best": _to_reach(rows, float("inf"))["best"],
+            "states": {s: sum(x["state"] == s for x in rows) for s in ("COMPLETE", "PRUNED", "FAIL")}}
 
 
 def _median_ratio(ratios: list[float | None]) -> str:
@@ -323,7 +334,8 @@ def _median_ratio(ratios: list[float | None]) -> str:
     return f"{med:.3f}" if med != float("inf") else "not reached"
 
 
-def efficiency(folder: Path, *, data: str, trials: int, repeats: int, seed: int) -> None:
+def efficiency(folder: Path, *, data: str, trials: int, repeats: int, seed: int, rerun: bool = True) -> None:
+    """Run the searches (rerun=False: read the ones a --keep run left in `folder`) and print the table."""
     print(f"## 2. Efficiency: TPE + ASHA vs random + fifo, {trials} trials each, en-de + et-en + ro-en joint, "
           f"{EFFICIENCY_STEPS} steps with {EFFICIENCY_STEPS // EFFICIENCY_EVERY} evaluations, {WORKERS} workers\n")
     ticks = time.monotonic()
@@ -333,6 +345,11 @@ def efficiency(folder: Path, *, data: str, trials: int, repeats: int, seed: int)
         order = list(EFFICIENCY_SIDES) if r % 2 == 0 else list(EFFICIENCY_SIDES)[::-1]
         for side in order:
             side_dir = folder / f"repeat-{r}" / side.replace("+", "-")
+            if not rerun:
+                space = side_dir / f"{side.replace('+', '-')}.yaml"
+                row["seed"] = yaml.safe_load(space.read_text(encoding="utf-8"))["run"]["seed"]
+                row[side] = _side(space, {"wall": float("nan"), "load": float("nan")})
+                continue
             side_dir.mkdir(parents=True)
             space = _efficiency_space(side_dir, side, data=data, cache=folder / "cache", trials=trials,
                                       seed=seed + r)
@@ -341,43 +358,52 @@ def efficiency(folder: Path, *, data: str, trials: int, repeats: int, seed: int)
                 print(f"  (cache warm-up: {warm['seconds']:.1f} s)", file=sys.stderr, flush=True)
             print(f"  repeat {r} seed {seed + r}: {side} ...", file=sys.stderr, flush=True)
             run = _search(space, side_dir / "log.txt")
-            rows = [x for x in _trials(space) if not x["interrupted"]]
-            row[side] = {"rows": rows, "wall": run["wall"], "load": run["load"],
-                         "compute": sum(x["seconds"] for x in rows),
-                         "states": {s: sum(x["state"] == s for x in rows) for s in ("COMPLETE", "PRUNED", "FAIL")}}
+            row[side] = _side(space, run)
             print(f"  {side}: {run['wall']:.1f} s", file=sys.stderr, flush=True)
         rand, tpe = row["random+fifo"], row["tpe+asha"]
-        _, rand["best"] = _to_reach(rand["rows"], float("inf"))
-        row["reached"], tpe["best"] = _to_reach(tpe["rows"], rand["best"])
-        row["ratio"] = row["reached"] / rand["compute"] if row["reached"] is not None else None
-        peak, tpe["peak"] = _to_reach(tpe["rows"], rand["best"], key="peak")
-        row["peak_ratio"] = peak / rand["compute"] if peak is not None else None
+        reach = _to_reach(tpe["rows"], rand["best"])
+        tpe["best"] = reach["best"]
+        row["reached"], row["by"] = reach["seconds"], reach["by"]
+        row["ratio"] = reach["seconds"] / rand["compute"] if reach["by"] is not None else None
+        row["steps_ratio"] = reach["steps"] / rand["steps"] if reach["by"] is not None else None
+        peak = _to_reach(tpe["rows"], rand["best"], key="peak")
+        tpe["peak"] = peak["best"]
+        row["peak_ratio"] = peak["seconds"] / rand["compute"] if peak["by"] is not None else None
         results.append(row)
 
     head = (f"{'rep':>3} {'seed':>4} | {'random best':>11} {'compute s':>9} {'wall s':>6} {'C/P/F':>8} | "
-            f"{'tpe best':>8} {'compute s':>9} {'wall s':>6} {'C/P/F':>8} | {'to reach s':>11} {'ratio':>6} "
-            f"{'any ratio':>9} {'load':>9}")
+            f"{'tpe best':>8} {'compute s':>9} {'wall s':>6} {'C/P/F':>8} | {'to reach s':>11} {'by':>4} {'ratio':>6} "
+            f"{'steps':>6} {'any ratio':>9} {'load':>9}")
     print(head + "\n" + "-" * len(head))
     cpf = lambda s: "/".join(str(s["states"][k]) for k in ("COMPLETE", "PRUNED", "FAIL"))  # noqa: E731
     for row in results:
         rand, tpe = row["random+fifo"], row["tpe+asha"]
         reach = f"{row['reached']:.1f}" if row["reached"] is not None else "not reached"
         ratio = f"{row['ratio']:.3f}" if row["ratio"] is not None else "> 1"
+        steps = f"{row['steps_ratio']:.3f}" if row["steps_ratio"] is not None else "> 1"
+        by = "-" if row["by"] is None else f"{row['by']}{'*' if row['by'] < STARTUP else ''}"
         peak = f"{row['peak_ratio']:.3f}" if row["peak_ratio"] is not None else f"> 1 ({tpe['peak']:.3f})"
         print(f"{row['repeat']:>3} {row['seed']:>4} | {rand['best']:>11.4f} {rand['compute']:>9.1f} "
               f"{rand['wall']:>6.0f} {cpf(rand):>8} | {tpe['best']:>8.4f} {tpe['compute']:>9.1f} {tpe['wall']:>6.0f} "
-              f"{cpf(tpe):>8} | {reach:>11} {ratio:>6} {peak:>9} {rand['load']:>4.2f}/{tpe['load']:<4.2f}")
+              f"{cpf(tpe):>8} | {reach:>11} {by:>4} {ratio:>6} {steps:>6} {peak:>9} "
+              f"{rand['load']:>4.2f}/{tpe['load']:<4.2f}")
     print(f"\nmedian over {len(results)} repeat(s): compute to reach random's best / random's compute = "
           f"{_median_ratio([x['ratio'] for x in results])} (goal <= 0.333; reached in "
           f"{sum(x['ratio'] is not None for x in results)} of {len(results)}); counting pruned trials' best "
-          f"checkpoints: {_median_ratio([x['peak_ratio'] for x in results])}")
+          f"checkpoints: {_median_ratio([x['peak_ratio'] for x in results])}; in steps: "
+          f"{_median_ratio([x['steps_ratio'] for x in results])}; reached by a shared start-up trial in "
+          f"{sum(x['by'] is not None and x['by'] < STARTUP for x in results)} of {len(results)}")
     print(f"median compute tpe+asha / random = "
           f"{statistics.median(x['tpe+asha']['compute'] / x['random+fifo']['compute'] for x in results):.3f}; "
           f"median best random {statistics.median(x['random+fifo']['best'] for x in results):.4f}, "
           f"tpe+asha {statistics.median(x['tpe+asha']['best'] for x in results):.4f}")
     print("\nbest: the best COMPLETE trial's objective (dev, mean over pairs; higher is better); compute: the sum of\n"
           "the trials' `seconds`; to reach: tpe+asha's compute, summed in the order its trials finished (pruned ones\n"
-          "included), until a COMPLETE trial's objective >= random's best; ratio = to reach / random's compute;\n"
+          "included), until a COMPLETE trial's objective >= random's best, by trial number `by`; ratio = to reach /\n"
+          "random's compute; steps: the same ratio counted in training steps (blind to load and model size);\n"
+          f"by*: one of the first {STARTUP} trials, TPE's random start-up, which with the same seed are exactly\n"
+          "random's first trials (the same configs): reaching random's best there says nothing of TPE or ASHA\n"
+          "beyond ASHA not pruning it;\n"
           "any ratio: the same where a pruned trial's best checkpoint counts too (the search never exports it;\n"
           "in parentheses tpe+asha's best such value when not reached); "
           "C/P/F: complete/pruned/failed; load: 1-min load average at the end of each search (random/tpe).")
@@ -400,6 +426,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", default=str((REPO / "../shared/data/mlqe-pe").resolve()),
                         help="MLQE-PE data root (default: ../shared/data/mlqe-pe from the repository root)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (studies, runs, logs)")
+    parser.add_argument("--report", metavar="FOLDER",
+                        help="print part 2's table again from the folder a --keep run left (no training; wall and "
+                             "load unknown)")
     parser.add_argument("--child", choices=("warm", "plain"), help=argparse.SUPPRESS)
     parser.add_argument("--space", help=argparse.SUPPRESS)
     parser.add_argument("--how", choices=("threads", "processes", "fresh"), help=argparse.SUPPRESS)
@@ -417,6 +446,14 @@ def main(argv: list[str] | None = None) -> None:
     if not (Path(args.data) / "direct-assessments").is_dir():
         parser.error(f"--data {args.data}: no direct-assessments/ there; pass the `data/` folder of MLQE-PE")
 
+    if args.report:
+        found = sorted(Path(args.report, "efficiency").glob("repeat-*"))
+        if not found:
+            parser.error(f"--report {args.report}: no efficiency/repeat-*/ there")
+        first = next(found[0].glob("*/*.yaml"))
+        efficiency(Path(args.report, "efficiency"), data=args.data, repeats=len(found), seed=args.seed, rerun=False,
+                   trials=yaml.safe_load(first.read_text(encoding="utf-8"))["run"]["trials"])
+        return
     folder = Path(tempfile.mkdtemp(prefix="bench-search-"))
     print(f"# {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPU cores, load average "
           f"{'/'.join(f'{x:.2f}' for x in os.getloadavg())} (1/5/15 min), folder {folder}\n")

@@ -9,9 +9,10 @@ an interrupted trial has none and does not count.
 
 User attributes of every trial: ``values`` (the searched keys as set), ``config`` (the
 complete trainer config), ``run_dir``, ``driver``, and when it ends ``metrics``
-(``{pair: {task: {metric: v}}}`` of its best checkpoint), ``pair_scores``
-(``{metric: {pair: v}}``), ``step``, ``seconds``; a failed one ``fail_reason`` and
-``fail_traceback``.
+(``{pair: {task: {metric: v}}}``), ``pair_scores`` (``{metric: {pair: v}}``), ``step``,
+``seconds`` -- for a COMPLETE trial those of its best checkpoint, for a PRUNED one those of the
+evaluation at which the scheduler stopped it (its value, as Optuna records it); a failed one
+``fail_reason`` and ``fail_traceback``.
 """
 
 from __future__ import annotations

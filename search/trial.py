@@ -93,7 +93,7 @@ def run_joint(plan: dict[str, Any], *, report: Report) -> None:
         result = train(cfg, out_dir=run_dir, report=on_eval)
         best = _result(result["steps"], result["metrics"], plan, terms, final=True, started=started)
         report(_final(best, last[0] if last else None))
-    except BaseException as e:
+    except Exception as e:  # not SystemExit: Ray stops a pruned trial with sys.exit inside tune.report
         _write_error(run_dir, e)
         raise
 
@@ -104,7 +104,7 @@ def train_pair(config: dict[str, Any], out_dir: str) -> dict[str, Any]:
 
     try:
         return train(config_from_dict(config, source=f"{out_dir}"), out_dir=out_dir)
-    except BaseException as e:
+    except Exception as e:  # not SystemExit: Ray stops a pruned trial with sys.exit inside tune.report
         _write_error(Path(out_dir), e)
         raise
 
