@@ -8,6 +8,7 @@ bad trials; Ray places them (`--address` attaches to a running cluster).
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import os
@@ -67,6 +68,7 @@ SCHEDULERS = {"asha": _asha, "hyperband": _hyperband, "median": _median, "fifo":
 
 
 def _trial(plan: dict[str, Any]) -> None:
+    gc.collect()  # actors are reused across trials (reuse_actors): free the last trial's model first
     _threads()
     report = lambda result: tune.report(result)  # noqa: E731 - Ray 2.60: tune.report, not train.report
     if len(plan["configs"]) == 1 and "all" in plan["configs"]:
@@ -267,7 +269,7 @@ def run_search(study: Study, *, cpus_per_trial: float, gpus_per_trial: float, ma
         tune.with_resources(_trial, resources),
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=remaining + 1000,
                                     max_concurrent_trials=max_concurrent, time_budget_s=time_budget,
-                                    reuse_actors=False, trial_name_creator=_trial_name,
+                                    reuse_actors=True, trial_name_creator=_trial_name,
                                     trial_dirname_creator=_trial_name),
         run_config=tune.RunConfig(name=study.name, storage_path=str(study.out / "ray"),
                                   verbose=2 if verbose else 0,
