@@ -110,7 +110,7 @@ def _search(space, *, address: str | None, verbose: bool) -> int:
     run = space.run
     if not verbose:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-    data_root = run.data or space.base.get("data", {}).get("root") or "../shared/data/mlqe-pe"
+    data_root = run.data  # load_space resolves it: --data, the run block, or base.data.root
     if not (Path(data_root) / "direct-assessments").is_dir() and not (Path(data_root) / "post-editing").is_dir():
         print(f"{space.source}: data root {data_root!r} has neither direct-assessments/ nor post-editing/: "
               f"pass --data pointing at `data/` of a clone of the MLQE-PE repository", file=sys.stderr)

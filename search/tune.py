@@ -70,11 +70,10 @@ SCHEDULERS = {"asha": _asha, "hyperband": _hyperband, "median": _median, "fifo":
 def _trial(plan: dict[str, Any]) -> None:
     gc.collect()  # actors are reused across trials (reuse_actors): free the last trial's model first
     _threads()
-    report = lambda result: tune.report(result)  # noqa: E731 - Ray 2.60: tune.report, not train.report
-    if len(plan["configs"]) == 1 and "all" in plan["configs"]:
-        run_joint(plan, report=report)
+    if len(plan["configs"]) == 1 and "all" in plan["configs"]:  # Ray 2.60: tune.report, not train.report
+        run_joint(plan, report=tune.report)
     else:
-        _per_pair(plan, report=report)
+        _per_pair(plan, report=tune.report)
 
 
 def _threads() -> None:
