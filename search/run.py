@@ -21,6 +21,9 @@ running the trials and Optuna proposing them; the study lives in a database.
   python -m search.run --space nmt_qe.yaml --address auto --storage postgresql://... --trials 200
   optuna-dashboard sqlite:///studies/quickstart.db               # watch it live
 
+Several drivers may run the same command against one study (--storage, same --study): they
+share the budget (exactly --trials finish between them) and rerun a dead driver's trials.
+
 Flags override the space file's `run` block. A bare --space name that is not a file is
 looked up in spaces/.
 """
@@ -42,6 +45,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-concurrent", type=int, help="trials running at once")
     p.add_argument("--cpus-per-trial", type=float, help="CPUs Ray reserves for each trial (fractions allowed)")
     p.add_argument("--gpus-per-trial", type=float, help="GPUs for each trial; fractions pack several on one GPU")
+    p.add_argument("--max-failures", type=int, metavar="N",
+                   help="restart a trial whose process or node died up to N times, from its last checkpoint "
+                        "(default 0: it is FAIL with Ray's reason)")
+    p.add_argument("--heartbeat", type=int, metavar="SECONDS",
+                   help="seconds between this driver's heartbeats (default 10); another driver sharing the "
+                        "study reruns the trials of one silent for 4 heartbeats")
     p.add_argument("--time-budget", type=float, metavar="SECONDS",
                    help="stop after this long; running trials are marked interrupted and resume on the next run")
     p.add_argument("--seed", type=int, help="seed of the sampler")
@@ -53,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 _FLAGS = ("trials", "storage", "study", "data", "out", "max_concurrent", "cpus_per_trial", "gpus_per_trial",
-          "time_budget", "seed")
+          "time_budget", "seed", "max_failures", "heartbeat")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,12 +125,19 @@ def _search(space, *, address: str | None, verbose: bool) -> int:
               f"pass --data pointing at `data/` of a clone of the MLQE-PE repository", file=sys.stderr)
         return 2
     study = Study(space, storage=run.storage, name=run.study, out=run.out, data_root=data_root,
-                  budget=run.trials, max_failures_in_a_row=run.max_failures_in_a_row)
+                  budget=run.trials, max_failures_in_a_row=run.max_failures_in_a_row, heartbeat=run.heartbeat)
     try:
         counts = study.open()
     except StudyMismatch as e:
         print(str(e), file=sys.stderr)
         return 2
+    try:
+        return _drive(study, run, counts, address=address, verbose=verbose)
+    finally:
+        study.close()
+
+
+def _drive(study, run, counts, *, address: str | None, verbose: bool) -> int:
     if counts.finished or counts.interrupted:
         print(f"resuming study {run.study!r}: {counts.finished} of {run.trials} trials finished "
               f"({counts.complete} complete, {counts.pruned} pruned, {counts.failed} failed); "
@@ -135,7 +151,8 @@ def _search(space, *, address: str | None, verbose: bool) -> int:
         study.study.set_user_attr("ray_address", tune.connect(address, verbose=verbose))
         try:
             tune.run_search(study, cpus_per_trial=run.cpus_per_trial, gpus_per_trial=run.gpus_per_trial,
-                            max_concurrent=run.max_concurrent, time_budget=run.time_budget, verbose=verbose)
+                            max_concurrent=run.max_concurrent, time_budget=run.time_budget, verbose=verbose,
+                            max_failures=run.max_failures)
         finally:
             tune.disconnect()
     _summary(study, seconds=time.monotonic() - started)

@@ -116,12 +116,23 @@ class RunOptions:
     """Seed of the sampler."""
     max_failures_in_a_row: int = 5
     """Stop the search after this many failed trials in a row."""
+    max_failures: int = 0
+    """Times Ray restarts a trial whose process or node died (Ray's ``FailureConfig.max_failures``);
+    a restarted trial resumes from its last checkpoint. 0: such a trial is FAIL with Ray's reason."""
+    heartbeat: int = 10
+    """Seconds between a driver's heartbeats for its running trials. A trial without one for
+    ``4 * heartbeat`` seconds belongs to a dead driver: another driver marks it FAIL (interrupted)
+    and enqueues its config again."""
     data: str | None = None
     """MLQE-PE data root (None: ``base.data.root``)."""
 
     def __post_init__(self) -> None:
         problems = [(k, "must be >= 1, got %r" % getattr(self, k))
                     for k in ("trials", "max_concurrent", "max_failures_in_a_row") if getattr(self, k) < 1]
+        if self.max_failures < 0:
+            problems.append(("max_failures", f"must be >= 0, got {self.max_failures}"))
+        if self.heartbeat < 1:
+            problems.append(("heartbeat", f"must be >= 1 second, got {self.heartbeat}"))
         if self.cpus_per_trial <= 0:
             problems.append(("cpus_per_trial", f"must be > 0, got {self.cpus_per_trial}"))
         if self.gpus_per_trial < 0:

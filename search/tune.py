@@ -9,9 +9,11 @@ bad trials; Ray places them (`--address` attaches to a running cluster).
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import math
 import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -21,7 +23,7 @@ import ray
 from ray import tune
 from ray.tune.search import Searcher
 
-from search.study import Study
+from search.study import WORKER_FILE, Study
 from search.trial import PairProgress, run_joint, train_pair
 
 log = logging.getLogger(__name__)
@@ -68,8 +70,8 @@ SCHEDULERS = {"asha": _asha, "hyperband": _hyperband, "median": _median, "fifo":
 
 
 def _trial(plan: dict[str, Any]) -> None:
-    gc.collect()  # actors are reused across trials (reuse_actors): free the last trial's model first
     _threads()
+    _record_worker(plan["run_dir"])
     if len(plan["configs"]) == 1 and "all" in plan["configs"]:  # Ray 2.60: tune.report, not train.report
         run_joint(plan, report=tune.report)
     else:
@@ -81,6 +83,45 @@ def _threads() -> None:
 
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
     torch.set_num_threads(max(1, int(cpus)))
+
+
+def _record_worker(run_dir: str) -> None:
+    """Free what the last trial of this reused actor left, then write where this trial runs and
+    the memory its process holds now (host RSS, CUDA allocated and reserved): the study records
+    it, and a figure that grows from trial to trial in one process is a leak."""
+    import torch
+
+    gc.collect()
+    params, tensor_mb = _alive(torch)
+    info: dict[str, Any] = {"host": socket.gethostname(), "node_ip": ray.util.get_node_ip_address(),
+                            "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid(), "torch_threads": torch.get_num_threads(),
+                            "gpu_ids": [str(g) for g in ray.get_gpu_ids()], "rss_mb_at_start": _rss_mb(),
+                            "parameters_alive_at_start": params, "tensor_mb_alive_at_start": tensor_mb}
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        info.update(device=torch.cuda.get_device_name(), cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
+                    cuda_allocated_mb_at_start=round(torch.cuda.memory_allocated() / 2**20, 1),
+                    cuda_reserved_mb_at_start=round(torch.cuda.memory_reserved() / 2**20, 1))
+    else:
+        info["device"] = "cpu"
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    (Path(run_dir) / WORKER_FILE).write_text(json.dumps(info), encoding="utf-8")
+
+
+def _alive(torch) -> tuple[int, float]:
+    """Parameters and tensors (MB) still reachable in this process: 0 and 0.0 when a trial
+    starts, unless the last trial of this reused actor left a model or data alive."""
+    params, size = 0, 0
+    for obj in gc.get_objects():
+        if isinstance(obj, torch.Tensor):
+            params += isinstance(obj, torch.nn.Parameter)
+            size += obj.element_size() * obj.nelement()
+    return params, round(size / 2**20, 2)
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm", encoding="ascii") as f:
+        return round(int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
 
 
 def _pair_task(config: dict[str, Any], out_dir: str) -> dict[str, Any]:
@@ -132,9 +173,11 @@ class _Searcher(Searcher):
         raise NotImplementedError("resume by running the same command again: the study is read from its database")
 
     def suggest(self, trial_id: str) -> dict | str | None:
-        plan = self.study.ask()
-        if plan is None:
+        plan = self.study.poll()
+        if plan == "done":
             return Searcher.FINISHED
+        if plan is None:  # the budget is taken by running trials, which may yet be interrupted
+            return None
         self.numbers[trial_id] = plan.number
         return {**plan.as_dict(), **self.extra}
 
@@ -166,12 +209,16 @@ class _Events(tune.Callback):
     def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:
         number = self.searcher.numbers.pop(trial.trial_id, None)
         if number is not None:
-            err = trial.get_error()
-            self.study.fail(number, ray_error=str(err) if err is not None else None)
+            self.study.fail(number, ray_error=_ray_error(trial))
             self.draw(force=True)
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info: Any) -> None:
         self.draw(force=True)
+
+    def on_trial_recover(self, iteration: int, trials: list, trial, **info: Any) -> None:
+        number = self.searcher.numbers.get(trial.trial_id)
+        if number is not None:
+            self.study.restarted(number, _ray_error(trial) or "the trial's process died")
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         self.draw()
@@ -192,6 +239,16 @@ class _Events(tune.Callback):
         self.last_line, self.last_print = line, now
         self.stream.write(("\r\033[K" + line) if self.tty else line + "\n")
         self.stream.flush()
+
+
+def _ray_error(trial) -> str | None:
+    """Ray's error for a trial: the text Tune wrote locally (its storage copy syncs later)."""
+    local = Path(trial.error_file) if getattr(trial, "error_file", None) else None
+    if local is not None and local.exists():
+        failures = local.read_text(encoding="utf-8", errors="replace").split("Failure # ")
+        return failures[-1].split("\n", 1)[-1].strip() or None  # the latest failure, without its header
+    err = trial.get_error()
+    return str(err) if err is not None else None
 
 
 def progress_line(study: Study, start) -> str:
@@ -243,7 +300,7 @@ def disconnect() -> None:
 
 
 def run_search(study: Study, *, cpus_per_trial: float, gpus_per_trial: float, max_concurrent: int,
-               time_budget: float | None, verbose: bool) -> None:
+               time_budget: float | None, verbose: bool, max_failures: int = 0) -> None:
     """Run trials until the study's budget has verdicts (or the time budget, or too many
     failures in a row). Ray must be connected (`connect`)."""
     space = study.space
@@ -274,7 +331,7 @@ def run_search(study: Study, *, cpus_per_trial: float, gpus_per_trial: float, ma
                                   verbose=2 if verbose else 0,
                                   callbacks=[_Events(study, searcher)],
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                                  failure_config=tune.FailureConfig(max_failures=0)),
+                                  failure_config=tune.FailureConfig(max_failures=max_failures)),
     )
     started = time.monotonic()
     try:

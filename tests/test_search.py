@@ -13,6 +13,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy
 import yaml
 from optuna.trial import TrialState
 
@@ -182,14 +183,14 @@ def test_time_budget_interrupts_and_the_next_run_resumes_from_checkpoints(tmp_pa
     # runs far longer than the budget on any machine; a checkpoint every 5 steps
     space = _space(tmp_path, data_root, cache_dir, trials=2, name="budget", extra={"scheduler": {"name": "fifo"}},
                    train={"max_steps": 100000, "eval_every": 5})
-    main(["--space", str(space), "--time-budget", "12"])
-    assert "the --time-budget of 12 s ran out with 2 of 2 trials to go" in capsys.readouterr().err
+    main(["--space", str(space), "--time-budget", "20"])
+    assert "the --time-budget of 20 s ran out with 2 of 2 trials to go" in capsys.readouterr().err
     cut = [t for t in _study(space, "budget").get_trials() if t.user_attrs.get("interrupted")]
     assert len(cut) == 2 and all("--time-budget ran out" in t.user_attrs["fail_reason"] for t in cut)
     reached = {t.number: max(steps(t.user_attrs["run_dir"])) for t in cut}
     assert all(step >= 5 for step in reached.values()), reached  # each has a checkpoint to resume from
 
-    main(["--space", str(space), "--time-budget", "12"])
+    main(["--space", str(space), "--time-budget", "20"])
     trials = _study(space, "budget").get_trials()
     for t in cut:  # the same config again, in the same folder, continuing its one learning curve
         retry = next(r for r in trials if r.user_attrs.get("retry_of") == t.number)
@@ -264,7 +265,7 @@ def _finished(study_db: Path, name: str) -> int:
         return 0
     try:
         study = optuna.load_study(study_name=name, storage=f"sqlite:///{study_db}")
-    except KeyError:
+    except (KeyError, sqlalchemy.exc.SQLAlchemyError):  # not created yet, or being created by the driver
         return 0
     return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.get_trials())
 

@@ -409,7 +409,7 @@ def test_overrides_replace_run_defaults_and_the_stem_names_the_study(tmp_path: P
     ("run: {trials: 0}\nweights: {}", "run.trials: must be >= 1, got 0"),
     ("run: {trails: 3}\nweights: {}",
      "run.trails: unknown key for run; did you mean 'trials'? valid: trials, storage, study, out, max_concurrent, "
-     "cpus_per_trial, gpus_per_trial, time_budget, seed, max_failures_in_a_row, data"),
+     "cpus_per_trial, gpus_per_trial, time_budget, seed, max_failures_in_a_row, max_failures, heartbeat, data"),
     ("run: {gpus_per_trial: -0.5}\nweights: {}", "run.gpus_per_trial: must be >= 0, got -0.5"),
     ("datasets: {pairs: [en-de]}", "search: nothing to search: give search: {dotted.key: spec} or weights: {}"),
 ])
