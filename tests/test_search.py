@@ -52,7 +52,8 @@ def _study(path: Path, name: str = "tiny") -> optuna.Study:
 
 def _env() -> dict[str, str]:
     # RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0: Ray's own switch that keeps a node on 127.0.0.1
-    return {**os.environ, "RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO),
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1", "PYTHONPATH": path,
             "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
