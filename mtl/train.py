@@ -27,6 +27,7 @@ from mtl.data.mlqe import read_pair
 from mtl.data.tokenizer import cached_tokenizer, load_tokenizer
 from mtl.evaluate import objective, predict_split, score_split, write_predictions
 from mtl.model.backbones import BACKBONES
+from mtl.model.checkpoints import resolve_pretrained
 from mtl.model.features import feature_stats
 from mtl.model.multitask import MultiTaskModel
 from mtl.registry import lookup
@@ -232,7 +233,7 @@ def _precision(precision: str, device: torch.device) -> tuple[Callable[[], Any],
 
 def _tokenizer(cfg: RunConfig, backbone, cache: Path):
     if cfg.model.pretrained:
-        return load_tokenizer(cfg.model.pretrained, backbone)
+        return load_tokenizer(resolve_pretrained(cfg.model.pretrained), backbone)
     texts = []
     for pair in cfg.data.pairs:
         records = read_pair(cfg.data.root, pair, cfg.data.train_split)[:cfg.data.max_train_samples]

