@@ -173,3 +173,32 @@ def test_cli_train_evaluate_predict(tiny, tmp_path, capsys):
     assert main(["train", "--config", str(bad), "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert f"{bad}: train.lr: must be > 0" in err and f"{bad}: modle: unknown key" in err
+
+
+def test_parallel_trials_building_one_cache_all_read_the_same_artefact(data_root, tmp_path):
+    """Two processes train and cache the same tokenizer and dataset at once (two trials of a
+    fresh search): neither reads half a folder, both end up with the one that was published."""
+    import subprocess
+    import sys
+
+    script = f"""
+import json, sys
+from pathlib import Path
+from mtl.data.dataset import load_pair_split
+from mtl.data.mlqe import read_pair
+from mtl.data.tokenizer import cached_tokenizer
+from mtl.model.backbones import BACKBONES
+bert = BACKBONES["bert"]
+texts = [r["src"] for r in read_pair({str(data_root)!r}, "en-de", "train")[:2000]]
+tok = cached_tokenizer(bert, texts, vocab_size=3000, cache_dir=Path({str(tmp_path)!r}))
+split = load_pair_split({str(data_root)!r}, "en-de", "dev", tokenizer=tok, backbone=bert, max_length=128,
+                        pe_max_length=64, cache_dir=Path({str(tmp_path)!r}), max_samples=50)
+print(json.dumps([sorted(tok.get_vocab().items())[:50], split.columns["input_ids"][:3]]))
+"""
+    procs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, cwd=Path(__file__).resolve().parents[1]) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err
+    assert outs[0][0] == outs[1][0]
+    assert not list(tmp_path.rglob("*.tmp*"))  # the loser's scratch copy is gone

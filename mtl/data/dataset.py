@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from mtl.config import LOGPROB_FEATURES, FeaturesConfig
+from mtl.data.cache import publish, scratch
 from mtl.data.glassbox import alignment_stats, sentence_features, word_logprobs
 from mtl.data.mlqe import DataError, read_pair
 from mtl.model.backbones import Backbone
@@ -100,10 +101,9 @@ def load_pair_split(root: str | Path, pair: str, split: str, *, tokenizer, backb
                      stats.lines, stats.unaligned_lines, stats.unaligned_words, stats.words)
         ds = datasets.Dataset.from_dict(encode_records(records, tokenizer=tokenizer, max_length=max_length,
                                                        pe_max_length=pe_max_length, low_logprob=low))
-        tmp = where.with_name(where.name + f".tmp{os.getpid()}")
+        tmp = scratch(where)
         ds.save_to_disk(str(tmp))
-        if not where.exists():
-            tmp.replace(where)
+        publish(tmp, where)
         ds = datasets.load_from_disk(str(where))
     if max_samples is not None and max_samples < len(ds):
         ds = ds.select(range(max_samples))

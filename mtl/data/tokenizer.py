@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 from typing import Iterable
 
+from mtl.data.cache import publish, scratch
 from mtl.model.backbones import Backbone
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ def cached_tokenizer(backbone: Backbone, texts: list[list[str]], *, vocab_size: 
         return load_tokenizer(where, backbone)
     log.info("training a %s tokenizer (vocab %d) on %d sentences", backbone.tokenizer, vocab_size, len(texts))
     tok = train_tokenizer(backbone, texts, vocab_size=vocab_size)
-    tmp = where.with_name(where.name + ".tmp")
+    tmp = scratch(where)
     tok.save_pretrained(str(tmp))
-    tmp.replace(where) if not where.exists() else None
+    publish(tmp, where)  # a parallel trial may have trained it too: everyone reads the one published
     return load_tokenizer(where, backbone)
