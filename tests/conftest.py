@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a hub name would otherwise hang ~48 s first
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Every Ray the tests start keeps its session here, and tests stop what runs under it
+# (tests.servers.stop_ray), never a user's own Ray on the same machine.
+os.environ.setdefault("RAY_TMPDIR", tempfile.mkdtemp(prefix="mtlt-ray-"))
 
 DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "mlqe-pe"
 

@@ -66,3 +66,40 @@ def postgres_server(database: str = "studies") -> Iterator[str]:
             subprocess.run([*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
                            capture_output=True, env=env)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _processes() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, command line) of every process we can read."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        found[int(entry.name)] = (parent, cmdline)
+    return found
+
+
+def stop_ray(temp_root: str | os.PathLike) -> int:
+    """Kill the Ray processes whose session lives under `temp_root` (tests set RAY_TMPDIR),
+    and their children: unlike `ray stop --force`, a user's own Ray on this machine survives.
+
+    Returns:
+        How many processes were killed.
+    """
+    import signal
+
+    procs = _processes()
+    doomed = {pid for pid, (_, cmd) in procs.items() if str(temp_root) in cmd and pid != os.getpid()}
+    grew = True
+    while grew:  # workers are renamed (ray::IDLE): find them as children of what matched
+        more = {pid for pid, (parent, _) in procs.items() if parent in doomed} - doomed - {os.getpid()}
+        grew = bool(more)
+        doomed |= more
+    for pid in doomed:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return len(doomed)

@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy
 from optuna.trial import TrialState
 
-from tests.servers import free_port, postgres_bin, postgres_server
+from tests.servers import free_port, postgres_bin, postgres_server, stop_ray
 from tests.test_search import REPO, _env, _space
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -36,7 +36,7 @@ def cluster() -> Iterator[str]:
         assert started.returncode == 0, started.stdout + started.stderr
         yield f"127.0.0.1:{port}"
     finally:
-        subprocess.run(["ray", "stop", "--force"], env=env, capture_output=True, timeout=120)
+        stop_ray(os.environ["RAY_TMPDIR"])
 
 
 def _verdicts(trials: list) -> list:
@@ -148,7 +148,7 @@ def test_a_killed_trial_process_fails_with_its_reason_or_restarts(tmp_path, data
     finally:
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
-        subprocess.run(["ray", "stop", "--force"], env=_env(), capture_output=True, timeout=120)
+        stop_ray(os.environ["RAY_TMPDIR"])
     trials = _load(f"sqlite:///{tmp_path / 'victim.db'}", "victim")
     table = [(t.number, t.state.name, t.user_attrs.get("fail_reason"), t.user_attrs.get("restarts")) for t in trials]
     assert len(_verdicts(trials)) == 4, table  # the search went on

@@ -18,6 +18,7 @@ import yaml
 from optuna.trial import TrialState
 
 from tests.conftest import tiny_raw
+from tests.servers import stop_ray
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.ray
@@ -286,7 +287,7 @@ def test_resume_after_sigkill_finishes_the_budget_without_duplicates(tmp_path, d
         time.sleep(0.5)
     os.killpg(first.pid, signal.SIGKILL)  # the driver and every Ray process it started
     first.wait()
-    subprocess.run(["ray", "stop", "--force"], env=_env(), capture_output=True)
+    stop_ray(os.environ["RAY_TMPDIR"])
     study = optuna.load_study(study_name="killed", storage=f"sqlite:///{db}")
     running = [t.number for t in study.get_trials() if t.state == TrialState.RUNNING]
     assert running, "the kill left no trial running: the test did not test resume"
@@ -334,4 +335,4 @@ def test_trials_run_on_an_existing_cluster_through_address(tmp_path, data_root, 
         assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE] * 2
         assert study.user_attrs["ray_address"] == f"127.0.0.1:{port}"  # the cluster we started, not a new one
     finally:
-        subprocess.run(["ray", "stop", "--force"], env=env, capture_output=True, timeout=120)
+        stop_ray(os.environ["RAY_TMPDIR"])
