@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,20 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a hub name would otherwise hang 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Every Ray the tests start keeps its session here, and tests stop what runs under it
 # (tests.servers.stop_ray), never a user's own Ray on the same machine.
-os.environ.setdefault("RAY_TMPDIR", tempfile.mkdtemp(prefix="mtlt-ray-"))
+# (Always a new folder: a RAY_TMPDIR of the user's may hold the user's own Ray.)
+os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="mtlt-ray-")
+
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _ray_sessions_removed():
+    """At the end, stop whatever Ray a test left under RAY_TMPDIR and remove its logs."""
+    yield
+    from tests.servers import stop_ray
+
+    stop_ray(os.environ["RAY_TMPDIR"])
+    shutil.rmtree(os.environ["RAY_TMPDIR"], ignore_errors=True)
+
 
 DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "mlqe-pe"
 
