@@ -30,15 +30,6 @@ VARIANTS = ("plain", "features")
 MODELS = ("tiny", "minilm")
 
 
-def floor(root: str, pair: str) -> float:
-    """Dev Pearson of `model_scores` with `z_mean`: what the NMT system knows with no training."""
-    from mtl.data.mlqe import read_pair
-    from mtl.metrics import sentence_metrics
-
-    rows = read_pair(root, pair, "dev")
-    return sentence_metrics([r["model_score"] for r in rows], [r["da"] for r in rows])["pearson"]
-
-
 def command(model: str, pair: str, variant: str, runs: Path, data: str) -> list[str]:
     """The `mtl train` command of one model, pair and variant."""
     return [sys.executable, "-m", "mtl", "train", "--config", f"bench/configs/glassbox-{model}-{variant}.yaml",
@@ -60,6 +51,8 @@ def _train(model: str, pair: str, variant: str, runs: Path, data: str) -> float:
 
 def table(root: str, pairs: list[str], runs: Path) -> str:
     """The markdown table of the runs in ``runs``."""
+    from mtl.evaluate import model_score_floor
+
     lines = ["| pair | floor: model_scores | DA Pearson, no features | DA Pearson, features | "
              "MT-word MCC, no features | MT-word MCC, features | words + gaps MCC, no / with |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
@@ -69,7 +62,8 @@ def table(root: str, pairs: list[str], runs: Path) -> str:
         da = [f"{metrics[v]['da']['pearson']:.3f}" for v in VARIANTS]
         mcc = [f"{metrics[v]['word_tags']['words_mcc']:.3f}" for v in VARIANTS]
         both = " / ".join(f"{metrics[v]['word_tags']['all_mcc']:.3f}" for v in VARIANTS)
-        lines.append(f"| {pair} | {floor(root, pair):.3f} | {da[0]} | {da[1]} | {mcc[0]} | {mcc[1]} | {both} |")
+        floor = model_score_floor(root, pair, "dev")
+        lines.append(f"| {pair} | {floor:.3f} | {da[0]} | {da[1]} | {mcc[0]} | {mcc[1]} | {both} |")
     return "\n".join(lines)
 
 

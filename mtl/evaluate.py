@@ -82,6 +82,34 @@ def score_split(split: PairSplit, preds: dict[str, list]) -> dict[str, dict[str,
     return scores
 
 
+def model_score_floor(root: str | Path, pair: str, split: str = "dev", *, max_samples: int | None = None) -> float:
+    """The zero-training floor: Pearson of the NMT system's own ``model_scores`` with DA ``z_mean``.
+
+    Args:
+        root: The MLQE-PE root.
+        pair: A language pair such as ``"ro-en"``.
+        split: The split scored.
+        max_samples: Only the first N segments: the rows a run with ``data.max_eval_samples=N``
+            is scored on (None: all).
+
+    Returns:
+        The Pearson correlation over those segments that have a DA score.
+
+    Raises:
+        ValueError: ``max_samples`` is below 1.
+        mtl.data.mlqe.DataError: The files cannot be read, or fewer than 2 of the segments have a DA score.
+    """
+    from mtl.data.mlqe import DataError, read_pair
+
+    if max_samples is not None and max_samples < 1:
+        raise ValueError(f"`max_samples >= 1` must hold (or None), but got max_samples={max_samples}")
+    rows = [r for r in read_pair(root, pair, split)[:max_samples] if r["da"] is not None]
+    if len(rows) < 2:
+        raise DataError(f"{pair} {split}: {len(rows)} of the first {max_samples or 'all'} segments have a DA "
+                        "z_mean and model_scores, expected at least 2 (a direct-assessments tarball)")
+    return M.sentence_metrics([r["model_score"] for r in rows], [r["da"] for r in rows])["pearson"]
+
+
 def objective(metrics: dict[str, dict[str, dict[str, float]]], terms: dict[str, float]) -> float:
     """Weighted sum of "task.metric" terms, averaged over pairs; lower-is-better terms
     count negatively. NaN when a term is missing or NaN (the run then counts as worst)."""

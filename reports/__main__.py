@@ -44,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
                                                       "ensemble (default 3)")
     b.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples (default 1000)")
     b.add_argument("--seed", type=int, default=0, help="resampling seed (default 0)")
-    b.add_argument("--data", help="MLQE-PE data root for the gold labels (default: the trials' data.root)")
+    b.add_argument("--data", help="MLQE-PE data root for the gold labels and the zero-training floor "
+                                  "(default: the trials' data.root)")
 
     e = sub.add_parser("export", help=(h := "write a ranked config as a complete trainer config YAML that retrains "
                                              "as is: python -m mtl train --config best.yaml"), description=h)

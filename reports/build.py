@@ -1,18 +1,21 @@
-"""The whole report: extract, aggregate, resample, ensemble, then render (imported last)."""
+"""The whole report: extract, aggregate, resample, ensemble, the floor, then render (imported last)."""
 
 from __future__ import annotations
 
 import csv
+import io
 import logging
 from dataclasses import asdict
 from pathlib import Path
 
 import optuna
 
+from mtl.data.cache import write_text
 from reports.aggregate import aggregate
 from reports.bootstrap import uncertainty
 from reports.ensemble import Ensemble, ensemble
 from reports.extract import ReportError, StudyData, extract
+from reports.floor import floor
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +33,8 @@ def build_report(study: optuna.Study, *, out: str | Path, top: int = 3, n_boot: 
         top: How many of the best configs get intervals and make the ensemble.
         n_boot: Bootstrap resamples.
         seed: Resampling seed.
-        data_root: MLQE-PE root for the gold labels (default: the trials' ``data.root``).
+        data_root: MLQE-PE root for the gold labels and the zero-training floor (default: the
+            trials' ``data.root``).
 
     Returns:
         The path of ``index.html``.
@@ -49,10 +53,12 @@ def build_report(study: optuna.Study, *, out: str | Path, top: int = 3, n_boot: 
         ens = ensemble(data, agg, top=max(2, top), data_root=data_root)
     except ReportError as e:
         notes["ensemble"] = str(e)
+    flr = floor(data, agg, data_root=data_root)
     front = [t.number for t in study.best_trials] if len(data.directions) > 1 and data.complete else []
     out = Path(out)
     write_table(data, out / "metrics.csv")
-    path = render(ReportData(data=data, agg=agg, unc=unc, ens=ens, front=front, notes=notes), out / "index.html")
+    report = ReportData(data=data, agg=agg, unc=unc, ens=ens, front=front, notes=notes, floor=flr)
+    path = render(report, out / "index.html")
     log.info("report: %s", path)
     return path
 
@@ -61,11 +67,12 @@ def write_table(data: StudyData, path: str | Path) -> Path:
     """Write the tidy table (one row per trial, pair, task and metric) as CSV."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["trial", "state", "pair", "task", "metric", "value", "step", "seconds", "params", "weights"])
-        for r in data.rows:
-            row = asdict(r)
-            w.writerow([row["trial"], row["state"], row["pair"], row["task"], row["metric"], row["value"],
-                        row["step"], row["seconds"], dict(r.params), dict(r.weights)])
+    f = io.StringIO(newline="")
+    w = csv.writer(f)
+    w.writerow(["trial", "state", "pair", "task", "metric", "value", "step", "seconds", "params", "weights"])
+    for r in data.rows:
+        row = asdict(r)
+        w.writerow([row["trial"], row["state"], row["pair"], row["task"], row["metric"], row["value"],
+                    row["step"], row["seconds"], dict(r.params), dict(r.weights)])
+    write_text(path, f.getvalue())
     return path

@@ -16,6 +16,8 @@ from reports.aggregate import Aggregation
 from reports.bootstrap import Uncertainty
 from reports.ensemble import Ensemble
 from reports.extract import StudyData, TrialData
+from reports.floor import LABEL as FLOOR_LABEL
+from reports.floor import Floor
 
 COLORS = "Viridis"
 _LAYOUT = dict(template="plotly_white", height=420, margin=dict(l=60, r=30, t=40, b=50), font=dict(size=13))
@@ -31,6 +33,24 @@ def _objective(data: StudyData) -> str:
 
 def _value(t: TrialData) -> float:
     return t.values[0] if t.values else math.nan
+
+
+def _pair_axis(pairs: Sequence[str]) -> dict:
+    """A category x axis in the pairs' order (a shape then sits at category index i)."""
+    return dict(title="pair", type="category", categoryorder="array", categoryarray=list(pairs))
+
+
+def _floor_lines(fig: go.Figure, pairs: Sequence[str], flr: Floor | None) -> None:
+    """The floor of each pair as a dashed line across its category, labelled with its value."""
+    first = True
+    for i, pair in enumerate(pairs):
+        v = flr.values.get(pair, math.nan) if flr is not None else math.nan
+        if not math.isfinite(v):
+            continue
+        fig.add_shape(type="line", x0=i - 0.42, x1=i + 0.42, y0=v, y1=v, name=FLOOR_LABEL, legendgroup="floor",
+                      showlegend=first, line=dict(dash="dash", color="#333", width=2),
+                      label=dict(text=f"{v:.3f}", textposition="end", font=dict(size=11)))
+        first = False
 
 
 def history(data: StudyData) -> go.Figure | None:
@@ -85,8 +105,9 @@ def parallel(data: StudyData) -> go.Figure | None:
     return fig
 
 
-def heatmap(data: StudyData, agg: Aggregation, *, top: int = 10) -> go.Figure | None:
-    """Per pair x top config: the metric the ranking is made of."""
+def heatmap(data: StudyData, agg: Aggregation, *, top: int = 10, flr: Floor | None = None) -> go.Figure | None:
+    """Per pair x top config: the metric the ranking is made of; when it is the DA Pearson, the
+    floor as a last row."""
     order = agg.rankings.get(data.aggregator) or agg.rankings.get("mean") or []
     order = order[:top]
     if not order:
@@ -94,9 +115,43 @@ def heatmap(data: StudyData, agg: Aggregation, *, top: int = 10) -> go.Figure | 
     pairs = data.pairs
     z = [[agg.scores[t][p] for p in pairs] for t in order]
     labels = [f"#{i + 1} trial {t}" for i, t in enumerate(order)]
+    if flr is not None and flr.values and agg.metric == "da.pearson":
+        z.append([flr.values.get(p, math.nan) for p in pairs])
+        labels.append(FLOOR_LABEL)
     fig = _fig(height=max(260, 80 + 34 * len(order)), xaxis_title="pair", yaxis_autorange="reversed")
-    fig.add_trace(go.Heatmap(z=z, x=pairs, y=labels, colorscale=COLORS, text=[[f"{v:.3f}" for v in r] for r in z],
+    fig.add_trace(go.Heatmap(z=z, x=pairs, y=labels, colorscale=COLORS, text=[[_fmt3(v) for v in r] for r in z],
                              texttemplate="%{text}", colorbar=dict(title=agg.metric)))
+    return fig
+
+
+def _fmt3(v: float) -> str:
+    return "" if math.isnan(v) else f"{v:.3f}"
+
+
+def floor(flr: Floor | None, *, best: int | None = None) -> go.Figure | None:
+    """Every complete config's DA Pearson per pair beside the floor (dashed), the best config starred."""
+    if flr is None or not any(flr.da.values()):
+        return None
+    groups: dict[str, list[tuple[str, float, int]]] = {"above the floor": [], "not above the floor": [],
+                                                       "config (no floor)": []}
+    for t, scores in flr.da.items():
+        margins = flr.margins(t)
+        for pair, v in scores.items():
+            key = "config (no floor)" if pair not in margins else \
+                "above the floor" if margins[pair] > 0 else "not above the floor"
+            groups[key].append((pair, v, t))
+    colors = {"above the floor": "#4a7", "not above the floor": "crimson", "config (no floor)": "#7a9cc6"}
+    fig = _fig(xaxis=_pair_axis(flr.pairs), yaxis_title=f"DA Pearson on {flr.rows}")
+    for name, points in groups.items():
+        if points:
+            fig.add_scatter(x=[p for p, _, _ in points], y=[v for _, v, _ in points], mode="markers", name=name,
+                            marker=dict(color=colors[name], size=8, opacity=0.7),
+                            text=[f"trial {t}" for _, _, t in points], hovertemplate="%{text}: %{y:.3f}<extra></extra>")
+    if best is not None and flr.da.get(best):
+        mine = flr.da[best]
+        fig.add_scatter(x=list(mine), y=list(mine.values()), mode="markers", name=f"best config (trial {best})",
+                        marker=dict(symbol="star", size=15, color="black"))
+    _floor_lines(fig, flr.pairs, flr)
     return fig
 
 
@@ -173,12 +228,12 @@ def pareto(data: StudyData, front: Sequence[int]) -> go.Figure | None:
     return fig
 
 
-def intervals(unc: Uncertainty) -> go.Figure | None:
-    """Bootstrap intervals of the top configs' metric, per pair."""
+def intervals(unc: Uncertainty, flr: Floor | None = None) -> go.Figure | None:
+    """Bootstrap intervals of the top configs' metric, per pair; of the DA Pearson, beside the floor."""
     if not unc.intervals:
         return None
     trials = list(next(iter(unc.intervals.values())))
-    fig = _fig(yaxis_title=f"dev {unc.metric}, {100 * (1 - unc.alpha):g} % interval", xaxis_title="pair")
+    fig = _fig(yaxis_title=f"dev {unc.metric}, {100 * (1 - unc.alpha):g} % interval", xaxis=_pair_axis(unc.intervals))
     for t in trials:
         pairs = [p for p in unc.intervals if t in unc.intervals[p]]
         mid = [unc.intervals[p][t][0] for p in pairs]
@@ -186,6 +241,8 @@ def intervals(unc: Uncertainty) -> go.Figure | None:
             type="data", symmetric=False, array=[unc.intervals[p][t][2] - m for p, m in zip(pairs, mid)],
             arrayminus=[m - unc.intervals[p][t][1] for p, m in zip(pairs, mid)]))
     fig.update_layout(scattermode="group")
+    if unc.metric == "da.pearson":
+        _floor_lines(fig, list(unc.intervals), flr)
     return fig
 
 
@@ -202,8 +259,8 @@ def agreement(agg: Aggregation) -> go.Figure | None:
     return fig
 
 
-def ensemble(ens: Ensemble | None) -> go.Figure | None:
-    """Pearson of each member and of their average, per pair and task."""
+def ensemble(ens: Ensemble | None, flr: Floor | None = None) -> go.Figure | None:
+    """Pearson of each member and of their average, per pair and task; the DA floor dashed."""
     if ens is None or not ens.scores:
         return None
     keys = [f"trial {t}" for t in ens.members] + ["ensemble"]
@@ -214,5 +271,9 @@ def ensemble(ens: Ensemble | None) -> go.Figure | None:
         row = ens.scores[p][task]
         fig.add_bar(x=keys, y=[row[k]["pearson"] for k in keys], row=1, col=i,
                     marker_color=["#7a9cc6"] * (len(keys) - 1) + ["#e07b39"])
+        v = flr.values.get(p, math.nan) if flr is not None and task == "da" else math.nan
+        if math.isfinite(v):
+            fig.add_hline(y=v, line=dict(dash="dash", color="#333", width=2), row=1, col=i,
+                          annotation_text=f"floor {v:.3f}", annotation_position="top left", annotation_font_size=10)
     fig.update_yaxes(title_text="dev Pearson", row=1, col=1)
     return fig

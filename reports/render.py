@@ -12,11 +12,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mtl.data.cache import write_text
 from reports import figures as F
 from reports.aggregate import Aggregation
 from reports.bootstrap import Uncertainty, verdict
 from reports.ensemble import Ensemble, summary
 from reports.extract import StudyData
+from reports.floor import LABEL as FLOOR_LABEL
+from reports.floor import Floor
+from reports.floor import verdict as floor_verdict
 
 __all__ = ["ReportData", "SECTIONS", "render"]
 
@@ -33,6 +37,8 @@ class ReportData:
     """Trials on the Pareto front (multi-objective studies)."""
     notes: dict[str, str] = field(default_factory=dict)
     """Section id -> why it is empty, when the data says more than the figure function."""
+    floor: Floor | None = None
+    """The zero-training DA floor per pair (None: the study trains no da)."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,8 @@ class Section:
     caption: str
     draw: Callable[[ReportData], object]
     empty: str
+    when: Callable[[ReportData], bool] | None = None
+    """Whether the section is on the page at all (None: always)."""
 
 
 SECTIONS: list[Section] = [
@@ -53,7 +61,11 @@ SECTIONS: list[Section] = [
             "that only some trials set (e.g. the weights of fixed weighting) are drawn under Loss weights.",
             lambda r: F.parallel(r.data), "fewer than 2 complete trials with searched parameters"),
     Section("heatmap", "Per pair × top config", "The dev metric of the best configs on each pair, best first.",
-            lambda r: F.heatmap(r.data, r.agg), "no config scored on every pair"),
+            lambda r: F.heatmap(r.data, r.agg, flr=r.floor), "no config scored on every pair"),
+    Section("floor", "Against the zero-training floor", "Each complete config's DA Pearson per pair (the best "
+            f"starred) beside the floor (dashed): {FLOOR_LABEL}, the NMT system's own sentence score against DA "
+            "z_mean, on the segments the trials were scored on.", lambda r: F.floor(r.floor, best=_best(r)),
+            "no complete config with a DA Pearson", when=lambda r: r.floor is not None),
     Section("simplex", "Loss weights", "The task loss weights in force (shares of their sum), coloured by the "
             "objective: circles fixed weights, diamonds the weights a learned strategy ended with (trials "
             "with the same weights overlap: hover to see them).",
@@ -65,12 +77,12 @@ SECTIONS: list[Section] = [
     Section("pareto", "Pareto front", "The first two objectives; the front joined by a line.",
             lambda r: F.pareto(r.data, r.front), "a single-objective study has no Pareto front"),
     Section("intervals", "Bootstrap intervals", "Dev metric of the top configs with percentile intervals "
-            "(resampled segments).", lambda r: F.intervals(r.unc), "no predictions to resample"),
+            "(resampled segments).", lambda r: F.intervals(r.unc, r.floor), "no predictions to resample"),
     Section("agreement", "Do the aggregators agree?", "Kendall τ between the per-config scores of each pair "
             "of aggregators (1: the same ranking; blank: a method that ties every config).",
             lambda r: F.agreement(r.agg), "fewer than 2 ranked configs"),
     Section("ensemble", "Ensemble of the top configs", "Pearson of each member and of their averaged "
-            "predictions.", lambda r: F.ensemble(r.ens), "no ensemble"),
+            "predictions.", lambda r: F.ensemble(r.ens, r.floor), "no ensemble"),
 ]
 
 _CSS = """
@@ -80,7 +92,8 @@ h1{font-size:1.6em;margin:.2em 0}h2{font-size:1.25em;margin:1.6em 0 .2em;border-
 .caption{color:#555;margin:.2em 0 .6em}.empty{color:#888;font-style:italic}
 table{border-collapse:collapse;font-size:.9em;margin:.5em 0}td,th{border:1px solid #ddd;padding:3px 8px;
 text-align:left;vertical-align:top}th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
-.verdict{background:#f6f8fa;border-left:4px solid #4a7;padding:8px 12px}.fig{width:100%}
+.verdict{background:#f6f8fa;border-left:4px solid #4a7;padding:8px 12px}.verdict.below{border-left-color:crimson}
+.fig{width:100%}
 nav a{margin-right:.8em;font-size:.9em}code{background:#f4f4f4;padding:0 3px}
 """
 
@@ -107,12 +120,15 @@ def render(report: ReportData, out: str | Path) -> Path:
     from plotly.offline import get_plotlyjs
 
     d = report.data
+    sections = [s for s in SECTIONS if s.when is None or s.when(report)]
     body = [_header(report)]
-    body.append("<nav>" + " ".join(f'<a href="#{s.id}">{s.title}</a>' for s in SECTIONS) + "</nav>")
+    body.append("<nav>" + " ".join(f'<a href="#{s.id}">{s.title}</a>' for s in sections) + "</nav>")
     scripts = []
-    for s in SECTIONS:
+    for s in sections:
         fig = s.draw(report)
         body.append(f'<h2 id="{s.id}">{html.escape(s.title)}</h2><p class="caption">{html.escape(s.caption)}</p>')
+        if s.id == "floor":
+            body.append(_floor_table(report))
         if s.id == "intervals":
             body.append(_top_table(report))
         if s.id == "ensemble" and report.ens is not None:
@@ -133,12 +149,17 @@ def render(report: ReportData, out: str | Path) -> Path:
             + "\n".join(body) + "\n" + "\n".join(scripts) + f"<script>{_LOADER}</script></body></html>")
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
+    write_text(path, page)  # whole or not at all: several drivers of one study may write it at once
     return path
 
 
 def _fmt(v: float | None, digits: int = 4) -> str:
     return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+
+
+def _best(r: ReportData) -> int | None:
+    order = r.agg.rankings.get(r.data.aggregator) or r.agg.rankings.get("mean") or []
+    return order[0] if order else None
 
 
 def _header(r: ReportData) -> str:
@@ -165,10 +186,64 @@ def _header(r: ReportData) -> str:
     parts.append("<table><tr><th>pair</th>" + "".join(f"<th>{html.escape(p)}</th>" for p in d.pairs) + "</tr>"
                  f"<tr><td>{html.escape(agg.metric)}</td>"
                  + "".join(f'<td class="num">{_fmt(agg.scores[best.number].get(p))}</td>' for p in d.pairs)
-                 + "</tr></table>")
+                 + "</tr>" + _header_floor_rows(r, best.number) + "</table>")
+    if r.floor is not None:
+        below = "" if r.floor.clears(best.number) else " below"
+        parts.append(f'<p class="verdict{below}">{html.escape(floor_verdict(r.floor, best.number))}</p>')
     parts.append('<div class="verdict">' + "".join(f"<p>{html.escape(s)}</p>"
                                                    for s in verdict(r.unc, method=d.aggregator)) + "</div>")
     return "".join(parts)
+
+
+def _header_floor_rows(r: ReportData, best: int) -> str:
+    flr = r.floor
+    if flr is None:
+        return ""
+    rows = [] if r.agg.metric == "da.pearson" else [("da.pearson", flr.da.get(best, {}))]
+    rows.append((f"floor: {FLOOR_LABEL}", flr.values))
+    rows.append(("DA Pearson − floor", flr.margins(best)))
+    return "".join(f"<tr><td>{html.escape(name)}</td>"
+                   + "".join(f'<td class="num">{_fmt(values.get(p))}</td>' for p in r.data.pairs) + "</tr>"
+                   for name, values in rows)
+
+
+def _vs_floor(flr: Floor, trial: int) -> str:
+    """Whether a config's DA Pearson clears the floor, and its margin on its worst pair."""
+    worst = flr.worst(trial)
+    if worst is None:
+        return "–"
+    n = len(flr.cleared(trial))
+    where = "yes, every pair" if flr.clears(trial) else f"no: {n} of {len(flr.pairs)} pairs"
+    return f"{where}; worst {_signed(worst[1])} ({worst[0]})"
+
+
+def _floor_table(r: ReportData) -> str:
+    flr = r.floor
+    notes = "".join(f'<p class="empty">{html.escape(n)}</p>' for n in flr.notes)
+    if not flr.values:
+        return notes
+    order = [t for t in (r.agg.rankings.get(r.data.aggregator) or r.agg.rankings.get("mean") or []) if t in flr.da]
+    done = [t for t, da in flr.da.items() if da]
+    head = (f"<p>{sum(flr.clears(t) for t in done)} of {len(done)} complete configs clear the floor on every pair. "
+            f"DA Pearson on {html.escape(flr.rows)} (as trial {flr.source}'s config names them; the floor is "
+            f"computed on the same rows) and its margin over the floor, for the top configs by "
+            f"{html.escape(r.data.aggregator)}:</p>")
+    floor_row = (f"<tr><td></td><td>{html.escape(FLOOR_LABEL)}</td>"
+                 + "".join(f'<td class="num">{_fmt(flr.values.get(p), 3)}</td>' for p in flr.pairs) + "<td></td></tr>")
+    rows = "".join(f"<tr><td>{i + 1}</td><td>{t}</td>{_margin_cells(flr, t)}<td>{html.escape(_vs_floor(flr, t))}"
+                   "</td></tr>" for i, t in enumerate(order[:10]))
+    return (head + "<table><tr><th>rank</th><th>trial</th>"
+            + "".join(f"<th>{html.escape(p)} DA Pearson (− floor)</th>" for p in flr.pairs)
+            + f"<th>above the floor on every pair?</th></tr>{floor_row}{rows}</table>{notes}")
+
+
+def _margin_cells(flr: Floor, trial: int) -> str:
+    da, margins = flr.da[trial], flr.margins(trial)
+    return "".join(f'<td class="num">{_fmt(da.get(p), 3)} ({_signed(margins.get(p))})</td>' for p in flr.pairs)
+
+
+def _signed(v: float | None) -> str:
+    return "–" if v is None or math.isnan(v) else f"{v:+.3f}"
 
 
 def _short(v: object) -> str:
@@ -181,14 +256,20 @@ def _top_table(r: ReportData) -> str:
         return f'<p class="empty">No intervals: {html.escape("; ".join(unc.notes) or "nothing to resample")}.</p>'
     pairs = list(unc.intervals)
     trials = list(unc.intervals[pairs[0]])
+    flr = r.floor
     rows = "".join(
         f"<tr><td>{i + 1}</td><td>{t}</td><td>{html.escape(r.data.trial(t).weighting)}</td>"
         + "".join(f'<td class="num">{_fmt(unc.intervals[p][t][0])} [{_fmt(unc.intervals[p][t][1], 3)}, '
-                  f'{_fmt(unc.intervals[p][t][2], 3)}]</td>' for p in pairs) + "</tr>"
+                  f'{_fmt(unc.intervals[p][t][2], 3)}]</td>' for p in pairs)
+        + (f"<td>{html.escape(_vs_floor(flr, t))}</td>" if flr is not None else "") + "</tr>"
         for i, t in enumerate(trials))
+    if flr is not None and flr.values and unc.metric == "da.pearson":
+        rows += (f"<tr><td></td><td colspan=2>{html.escape(FLOOR_LABEL)}</td>"
+                 + "".join(f'<td class="num">{_fmt(flr.values.get(p))}</td>' for p in pairs) + "<td></td></tr>")
     notes = "".join(f'<p class="empty">{html.escape(n)}</p>' for n in unc.notes)
-    return (f"<table><tr><th>rank</th><th>trial</th><th>weighting</th>"
+    return ("<table><tr><th>rank</th><th>trial</th><th>weighting</th>"
             + "".join(f"<th>{html.escape(p)} dev {html.escape(unc.metric)} ({unc.segments[p]} seg.)</th>" for p in pairs)
+            + ("<th>DA Pearson above the floor? (worst margin)</th>" if flr is not None else "")
             + f"</tr>{rows}</table>{notes}")
 
 

@@ -20,10 +20,11 @@ DISTS = {"train.lr": FloatDistribution(1e-4, 1e-1, log=True),
 
 
 def config(data_root: Path, cache_dir: Path, *, lr: float, weighting: str = "fixed",
-           weights: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> dict[str, Any]:
-    """A tiny trainer config with three tasks (da, hter, word_tags) and their loss weights."""
+           weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
+           tasks: tuple[str, str, str] = ("da", "hter", "word_tags")) -> dict[str, Any]:
+    """A tiny trainer config with three tasks (default da, hter, word_tags) and their loss weights."""
     raw = tiny_raw(data_root, cache_dir, train={"lr": lr})
-    raw["tasks"] = {"da": {"weight": weights[0]}, "hter": {"weight": weights[1]}, "word_tags": {"weight": weights[2]}}
+    raw["tasks"] = {task: {"weight": w} for task, w in zip(tasks, weights)}
     raw["weighting"] = weighting
     raw["data"]["pairs"] = list(PAIRS)
     return raw
@@ -46,11 +47,12 @@ def new_study(tmp_path: Path, *, name: str = "synth", metrics: list[str] | None 
 def add(study: optuna.Study, *, state: TrialState = TrialState.COMPLETE, values: list[float] | None = None,
         scores: dict[str, float] | None = None, cfg: dict[str, Any], run_dir: Path | None = None,
         curve: dict[int, float] | None = None, metric: str = "da.pearson", **attrs: Any) -> None:
-    """Add one finished trial whose per-pair ``metric`` is ``scores``."""
+    """Add one finished trial whose per-pair ``metric`` is ``scores`` (its task's pearson and an mae of .5)."""
     scores = scores or {}
+    task = metric.split(".")[0]
     user_attrs = {"values": {"train.lr": cfg["train"]["lr"]}, "config": cfg,
                   "run_dir": str(run_dir) if run_dir else None, "step": 8, "seconds": 12.5,
-                  "metrics": {p: {"da": {"pearson": v, "mae": 0.5}} for p, v in scores.items()},
+                  "metrics": {p: {task: {"pearson": v, "mae": 0.5}} for p, v in scores.items()},
                   "pair_scores": {metric: scores}, **attrs}
     study.add_trial(optuna.trial.create_trial(
         state=state, values=values if state == TrialState.COMPLETE else None,

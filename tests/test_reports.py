@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import re
+import tarfile
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from optuna.trial import TrialState
+from scipy.stats import pearsonr
 
 from tests.reports_helpers import PAIRS, add, config, new_study, write_history, write_preds
 
@@ -238,6 +242,61 @@ def test_an_ensemble_needs_two_configs(ranked):
         ensemble(data, aggregate(data), top=1)
 
 
+# --- the zero-training floor ------------------------------------------------------------------
+
+
+def _direct_floor(data_root: Path, pair: str, n: int | None) -> float:
+    """Pearson of model_scores with z_mean over the first n rows, read straight from the DA TSV."""
+    with tarfile.open(data_root / "direct-assessments" / "dev" / f"{pair}-dev.tar.gz") as tar:
+        member = next(m for m in tar.getmembers() if m.name.endswith(".tsv"))
+        text = tar.extractfile(member).read().decode("utf-8")
+    csv.field_size_limit(2**31 - 1)
+    rows = list(csv.DictReader(io.StringIO(text, newline="\n"), delimiter="\t", quoting=csv.QUOTE_NONE))[:n]
+    return float(pearsonr([float(r["model_scores"]) for r in rows], [float(r["z_mean"]) for r in rows]).statistic)
+
+
+@pytest.mark.parametrize("pair", ["en-de", "ro-en"])
+def test_the_floor_is_the_pearson_of_model_scores_on_the_first_rows(data_root, pair):
+    from mtl.evaluate import model_score_floor
+
+    few = model_score_floor(data_root, pair, "dev", max_samples=24)
+    every = model_score_floor(data_root, pair, "dev")
+    assert few == pytest.approx(_direct_floor(data_root, pair, 24), abs=1e-12)
+    assert every == pytest.approx(_direct_floor(data_root, pair, None), abs=1e-12)
+    assert abs(few - every) > 0.05  # the rows matter: the floor must be taken on the rows the trials score
+    assert every == pytest.approx({"en-de": 0.25, "ro-en": 0.64}[pair], abs=0.01)  # the values issue 7 quotes
+
+
+def test_the_floor_refuses_an_empty_slice(data_root):
+    from mtl.evaluate import model_score_floor
+
+    with pytest.raises(ValueError, match=r"`max_samples >= 1` must hold \(or None\), but got max_samples=0"):
+        model_score_floor(data_root, "en-de", "dev", max_samples=0)
+
+
+def test_the_report_takes_the_floor_on_the_rows_the_trials_scored(ranked, data_root):
+    from reports.aggregate import aggregate
+    from reports.extract import extract
+    from reports.floor import floor, verdict
+
+    data = extract(ranked, importances=False)
+    flr = floor(data, aggregate(data))
+    assert (flr.split, flr.max_samples, flr.source, flr.notes) == ("dev", 24, 2, [])  # trial 2: best by mean
+    direct = {p: _direct_floor(data_root, p, 24) for p in PAIRS}
+    assert flr.values == pytest.approx(direct, abs=1e-12)
+    assert flr.margins(2) == pytest.approx({p: s - direct[p] for p, s in zip(PAIRS, SCORES[2])})
+    # trial 2 (.25, 1, .75) against the floors on 24 rows (en-de .403, ro-en .814, et-en .289)
+    assert flr.cleared(2) == ["ro-en", "et-en"] and not flr.clears(2)
+    assert flr.worst(2) == ("en-de", pytest.approx(0.25 - direct["en-de"]))
+    assert set(flr.da) == {0, 1, 2, 5} and flr.da[5] == {"en-de": 0.95, "ro-en": 0.95}  # no et-en score: unknown
+    assert verdict(flr, 2) == (f"Best config vs floor: clears it on 2 of 3 pairs (worst margin "
+                               f"{0.25 - direct['en-de']:+.3f} on en-de: DA Pearson 0.250 vs {direct['en-de']:.3f}, "
+                               "NMT model_scores (no training), on the first 24 dev segments); not above it on en-de.")
+    assert verdict(flr, 5).endswith("clears it on 2 of 3 pairs (worst margin +0.136 on ro-en: DA Pearson 0.950 vs "
+                                    "0.814, NMT model_scores (no training), on the first 24 dev segments); unknown on "
+                                    "et-en.")
+
+
 # --- the HTML report ---------------------------------------------------------------------------
 
 
@@ -248,11 +307,12 @@ def figures_of(page: str) -> dict[str, dict]:
     return {name: json.loads(blob) for name, blob in found}
 
 
-SINGLE_OBJECTIVE_FIGURES = {"history", "importances", "parallel", "heatmap", "simplex", "strategies", "curves",
-                            "intervals", "agreement", "ensemble"}
+SINGLE_OBJECTIVE_FIGURES = {"history", "importances", "parallel", "heatmap", "floor", "simplex", "strategies",
+                            "curves", "intervals", "agreement", "ensemble"}
+FLOOR = "NMT model_scores (no training)"
 
 
-def test_the_report_holds_every_figure_and_plotly_once(with_predictions, tmp_path):
+def test_the_report_holds_every_figure_and_plotly_once(with_predictions, tmp_path, data_root):
     from reports import build_report
 
     path = build_report(with_predictions, out=tmp_path / "report", n_boot=50)
@@ -263,7 +323,25 @@ def test_the_report_holds_every_figure_and_plotly_once(with_predictions, tmp_pat
         assert fig["data"], name
     assert figs["simplex"]["data"][0]["type"] == "scatterternary"
     assert [d["type"] for d in figs["strategies"]["data"]] == ["box", "box"]  # fixed beside uncertainty
-    assert figs["heatmap"]["data"][0]["y"] == ["#1 trial 2", "#2 trial 0", "#3 trial 1"]
+    assert figs["heatmap"]["data"][0]["y"] == ["#1 trial 2", "#2 trial 0", "#3 trial 1", FLOOR]
+    floors = [_direct_floor(data_root, p, 24) for p in PAIRS]
+    assert figs["heatmap"]["data"][0]["z"][-1] == pytest.approx(floors, abs=1e-12)
+    for name in ("floor", "intervals"):  # the floor of each pair: a dashed line across its category
+        shapes = [(sh["x0"], sh["y0"], sh["line"]["dash"]) for sh in figs[name]["layout"]["shapes"]]
+        assert shapes == [(i - 0.42, pytest.approx(f), "dash") for i, f in enumerate(floors)], name
+        assert figs[name]["layout"]["xaxis"]["categoryarray"] == PAIRS
+    assert [sh["name"] for sh in figs["floor"]["layout"]["shapes"] if sh["showlegend"]] == [FLOOR]
+    below = next(d for d in figs["floor"]["data"] if d["name"] == "not above the floor")
+    assert sorted(zip(below["x"], below["text"])) == [("en-de", "trial 2"), ("ro-en", "trial 0"), ("ro-en", "trial 1")]
+    assert next(d for d in figs["floor"]["data"] if d["name"] == "best config (trial 2)")["y"] == [0.25, 1.0, 0.75]
+    hlines = [sh for sh in figs["ensemble"]["layout"]["shapes"]]
+    assert [sh["y0"] for sh in hlines] == pytest.approx(floors)  # one per pair's da panel, none on hter
+    margin = f"{0.25 - floors[0]:+.3f}"
+    assert f"Best config vs floor: clears it on 2 of 3 pairs (worst margin {margin} on en-de" in page
+    assert f"<td>floor: {FLOOR}</td>" + "".join(f'<td class="num">{f:.4f}</td>' for f in floors) in page
+    assert "0 of 4 complete configs clear the floor on every pair" in page
+    assert f"<td>no: 2 of 3 pairs; worst {margin} (en-de)</td>" in page  # the top-config table, trial 2
+    assert f'<td class="num">1.000 ({1 - floors[1]:+.3f})</td>' in page  # trial 2 on ro-en in the floor table
     stopped = [d for d in figs["curves"]["data"] if d.get("name") == "stopped by the scheduler"]
     assert stopped and stopped[0]["x"] == [4]  # the pruned trial's last step
     assert page.count("Plotly.newPlot") == 1 and not re.search(r"<script[^>]*\bsrc=", page)  # nothing to fetch
@@ -274,6 +352,49 @@ def test_the_report_holds_every_figure_and_plotly_once(with_predictions, tmp_pat
     assert "Trial 5 is not ranked: no finite da.pearson on et-en." in page
     csv = (tmp_path / "report" / "metrics.csv").read_text().splitlines()
     assert csv[0].startswith("trial,state,pair,task,metric,value") and len(csv) == 1 + 24
+
+
+def test_a_best_config_above_the_floor_everywhere_is_said_so(tmp_path, data_root, cache_dir):
+    from reports import build_report
+
+    study = new_study(tmp_path)
+    for lr, scores in ((1e-3, (0.9, 0.85, 0.95)), (1e-2, (0.5, 0.5, 0.5))):
+        add(study, values=[sum(scores) / 3], scores=dict(zip(PAIRS, scores)), cfg=config(data_root, cache_dir, lr=lr))
+    page = build_report(study, out=tmp_path / "r", n_boot=20).read_text(encoding="utf-8")
+    ro_en = _direct_floor(data_root, "ro-en", 24)  # .814: the worst pair of trial 0
+    assert (f"Best config vs floor: clears it on 3 of 3 pairs (worst margin {0.85 - ro_en:+.3f} on ro-en: DA Pearson "
+            f"0.850 vs {ro_en:.3f}, {FLOOR}, on the first 24 dev segments).") in page
+    assert "1 of 2 complete configs clear the floor on every pair" in page
+    assert f"<td>yes, every pair; worst {0.85 - ro_en:+.3f} (ro-en)</td>" in page
+
+
+def test_a_data_root_not_readable_here_is_said_in_the_page(ranked, tmp_path):
+    from reports import build_report
+
+    page = build_report(ranked, out=tmp_path / "r", n_boot=20, data_root=str(tmp_path / "elsewhere"))
+    text = page.read_text(encoding="utf-8")
+    assert (f"Best config vs floor: not computed: the data root &#x27;{tmp_path / 'elsewhere'}&#x27; (--data) is not "
+            "readable where the report is built.") in text
+    assert "shapes" not in figures_of(text)["floor"]["layout"]  # the configs are drawn, no floor line
+
+
+def test_a_study_without_da_has_no_floor(tmp_path, data_root, cache_dir):
+    from plotly.offline import get_plotlyjs
+
+    from reports import build_report
+
+    study = new_study(tmp_path, metrics=["hter.pearson"])
+    for lr, v in ((1e-3, 0.3), (1e-2, 0.5)):
+        add(study, values=[v], scores=dict.fromkeys(PAIRS, v), metric="hter.pearson", curve={4: v},
+            cfg=config(data_root, cache_dir, lr=lr, tasks=("hter", "word_tags", "source_tags")))
+    page = build_report(study, out=tmp_path / "r", n_boot=20).read_text(encoding="utf-8")
+    page = page.replace(get_plotlyjs(), "")  # plotly.js itself speaks of floors
+    figs = figures_of(page)
+    assert set(figs) == SINGLE_OBJECTIVE_FIGURES - {"floor", "intervals", "ensemble"}
+    assert figs["heatmap"]["data"][0]["y"] == ["#1 trial 1", "#2 trial 0"]
+    assert "Best config: trial 1" in page
+    for absent in ("floor", "model_scores", 'id="floor"'):
+        assert absent not in page, absent
 
 
 def test_a_multi_objective_report_draws_the_pareto_front(tmp_path, data_root, cache_dir):

@@ -53,6 +53,7 @@ def test_after_a_search_the_report_draws_everything_and_best_yaml_retrains_to_it
     import torch
 
     from mtl.config import load_config
+    from mtl.evaluate import model_score_floor
     from mtl.train import train
     from reports import build_report, export_best
     from search.run import main
@@ -65,10 +66,15 @@ def test_after_a_search_the_report_draws_everything_and_best_yaml_retrains_to_it
 
     page = build_report(study, out=tmp_path / "report", n_boot=50).read_text(encoding="utf-8")
     figs = figures_of(page)
-    assert set(figs) == {"history", "importances", "parallel", "heatmap", "simplex", "strategies", "curves",
+    assert set(figs) == {"history", "importances", "parallel", "heatmap", "floor", "simplex", "strategies", "curves",
                          "intervals", "agreement", "ensemble"}, re.findall(r"Nothing to draw: [^<]*", page)
     assert all(fig["data"] for fig in figs.values())
     assert "Best config: trial" in page and "No paired test" not in page
+    # the zero-training floor, on the 20 dev rows the trials were scored on
+    floors = [model_score_floor(data_root, pair, "dev", max_samples=20) for pair in ("en-de", "ro-en")]
+    assert [sh["y0"] for sh in figs["floor"]["layout"]["shapes"]] == pytest.approx(floors)
+    assert re.search(r"Best config vs floor: clears it on [0-2] of 2 pairs \(worst margin [-+]\d\.\d{3} on "
+                     r"(en-de|ro-en): .* on the first 20 dev segments\)", page)
 
     best = export_best(study, out=tmp_path / "best.yaml")
     winner = max(done, key=lambda t: (t.value, -t.number))
