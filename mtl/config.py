@@ -530,8 +530,10 @@ def to_dict(cfg: RunConfig) -> dict[str, Any]:
 
 def dump_config(cfg: RunConfig, path: str | Path, *, header: str = "") -> None:
     """Write the complete config as YAML (it reloads with `load_config` unchanged)."""
+    from mtl.data.cache import write_text
+
     text = yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True)
-    Path(path).write_text(header + text, encoding="utf-8")
+    write_text(path, header + text)
 
 
 def _deepcopy(value: Any) -> Any:

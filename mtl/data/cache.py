@@ -25,3 +25,12 @@ def publish(tmp: Path, where: Path) -> None:
         if not where.exists():
             raise
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a file whole or not at all: readers, and a second process writing the same file
+    (two search drivers exporting best.yaml), never see it half written."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
