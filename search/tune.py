@@ -291,7 +291,9 @@ def connect(address: str | None, *, verbose: bool) -> str:
         os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
         for name in ("ray.tune.tune", "ray.tune.analysis.experiment_analysis"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
-    ray.init(address=address, include_dashboard=False, log_to_driver=verbose,
+    # "local": a Ray of our own even where `ray start` left a cluster on this machine (plain
+    # ray.init() would join it); `--address auto` is how to join one.
+    ray.init(address=address or "local", include_dashboard=False, log_to_driver=verbose,
              logging_level=logging.INFO if verbose else logging.WARNING,
              runtime_env={"env_vars": {"HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),
                                        "TOKENIZERS_PARALLELISM": "false"}})

@@ -102,4 +102,7 @@ def stop_ray(temp_root: str | os.PathLike) -> int:
     for pid in doomed:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+    # what `ray stop` also removes: the address of the last `ray start`, which `--address auto`
+    # (and Ray's own lookups) would otherwise try to join
+    Path(temp_root, "ray", "ray_current_cluster").unlink(missing_ok=True)
     return len(doomed)
