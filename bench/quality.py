@@ -69,8 +69,9 @@ def _fmt(v: float) -> str:
 
 def _counts(data) -> str:
     states = [t.state for t in data.trials if not t.interrupted]
+    done = [s for s in states if s in ("COMPLETE", "PRUNED", "FAIL")]
     seconds = sum(t.seconds or 0 for t in data.trials)
-    return (f"{len(states)} trials ({states.count('COMPLETE')} complete, {states.count('PRUNED')} pruned, "
+    return (f"{len(done)} trials finished ({states.count('COMPLETE')} complete, {states.count('PRUNED')} pruned, "
             f"{states.count('FAIL')} failed), {seconds / 60:.0f} min of trial time")
 
 
@@ -132,16 +133,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {rank + 1} | " + " | ".join(cells) + " |")
 
     print("\n## Weighting: the best config of each strategy in the 4-task study (DA Pearson per pair)\n")
-    print("| weighting | trials | best trial | lr | objective | " + " | ".join(PAIRS) + " |")
-    print("| --- " * (5 + len(PAIRS)) + "|")
+    print("| weighting | complete trials | best trial | lr | features.sentence | objective | " + " | ".join(PAIRS) + " |")
+    print("| --- " * (6 + len(PAIRS)) + "|")
     for strategy in ("fixed", "uncertainty", "dwa", "gradnorm"):
         group = [t for t in mt.complete if t.weighting == strategy and t.values]
         if not group:
-            print(f"| {strategy} | 0 | - | - | - | " + " | ".join("-" for _ in PAIRS) + " |")
+            print(f"| {strategy} | 0 | - | - | - | - | " + " | ".join("-" for _ in PAIRS) + " |")
             continue
         t = max(group, key=lambda t: t.values[0])
         lr = t.config["train"]["lr"]
-        print(f"| {strategy} | {len(group)} | {t.number} | {lr:.2g} | {t.values[0]:.3f} | "
+        feats = t.config.get("features", {}).get("sentence", "none")
+        print(f"| {strategy} | {len(group)} | {t.number} | {lr:.2g} | {feats} | {t.values[0]:.3f} | "
               + " | ".join(_fmt(_da(t, pair)) for pair in PAIRS) + " |")
 
     metrics_file = args.retrain / "metrics.json"

@@ -25,7 +25,7 @@ from search.space import SAMPLERS, SCHEDULER_OPTIONS, Metric, SearchSpace, Space
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACES = ROOT / "spaces"
-SHIPPED = ["quickstart", "nmt_qe", "minilm_qe", "minilm_da"]
+SHIPPED = ["quickstart", "nmt_qe", "minilm_qe", "minilm_da", "tiny_qe"]
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
