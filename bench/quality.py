@@ -98,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     max_samples = best["minilm_qe"].config["data"].get("max_eval_samples")
     print("## The studies\n")
     for name, d in data.items():
-        print(f"- `{name}` ({STUDIES[name]}): " + (_counts(d) if d is not None else "not run"))
+        b = best.get(name)
+        print(f"- `{name}` ({STUDIES[name]}): " + (_counts(d) if d is not None else "not run")
+              + (f"; best objective {b.values[0]:.3f} (trial {b.number})" if b is not None else ""))
 
     print(f"\n## Best configs against the floor, DA Pearson on the first {max_samples} dev segments per pair\n")
     names = [n for n in STUDIES if best.get(n) is not None]
@@ -116,6 +118,18 @@ def main(argv: list[str] | None = None) -> int:
         p_mt = (_fmt(paired_p(samples["minilm_qe"], samples["minilm_da"], higher_is_better=True))
                 if "minilm_da" in samples else "-")
         print(f"| {pair} | {floor:.3f} | " + " | ".join(cells) + f" | {p_mt} |")
+
+    if best.get("tiny_qe") is not None:
+        print(f"\n## From scratch vs pretrained: the best configs of the two 4-task studies, first {max_samples} "
+              "dev segments per pair\n")
+        print("| pair | DA Pearson: scratch / MiniLM | HTER Pearson: scratch / MiniLM | MT words+gaps MCC: scratch / "
+              "MiniLM | source MCC: scratch / MiniLM |")
+        print("| --- | --- | --- | --- | --- |")
+        keys = [("da", "pearson"), ("hter", "pearson"), ("word_tags", "all_mcc"), ("source_tags", "mcc")]
+        for pair in PAIRS:
+            cells = [" / ".join(_fmt(best[n].metrics.get(pair, {}).get(task, {}).get(metric, float("nan")))
+                                for n in ("tiny_qe", "minilm_qe")) for task, metric in keys]
+            print(f"| {pair} | " + " | ".join(cells) + " |")
 
     print("\n## Aggregators: the top configs of the 4-task study by mean and by worst pair (objective)\n")
     agg = aggregate(mt, methods=("mean", "worst"))
