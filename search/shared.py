@@ -57,9 +57,9 @@ def _engine_kwargs(url: str) -> dict:
 
 def _prepare_sqlite(url: str) -> None:
     """Create the folder of a SQLite file so that a first run just works."""
-    path = sqlalchemy.engine.make_url(url).database
-    if sqlalchemy.engine.make_url(url).get_backend_name() == "sqlite" and path not in (None, "", ":memory:"):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    parsed = sqlalchemy.engine.make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
 
 
 class BudgetLock:

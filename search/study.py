@@ -354,7 +354,7 @@ class Study:
         """Another driver ended a trial of ours (its heartbeats went stale): its retry runs it."""
         if self.in_flight.pop(number, None) is not None:
             log.warning("trial %d was interrupted by another driver (no heartbeat from here for %d s): its "
-                        "result is dropped; the retry resumes it from its checkpoint", number, self.heartbeat * 4)
+                        "result is dropped; the retry resumes it from its checkpoint", number, self.heartbeat * GRACE)
 
     def finish(self, number: int, result: dict[str, Any], *, time_budget: float | None = None) -> str:
         """Record a trial Ray stopped without error: COMPLETE when it ran to its end, PRUNED
@@ -433,8 +433,8 @@ class Study:
                 reason, tb = err["reason"], err["traceback"]
                 break
         if reason is None:
-            last = [line for line in (ray_error or "").strip().splitlines() if line.strip()]
-            reason = last[-1].strip() if last else "the trial's process died without a Python error (killed, e.g. out of memory?)"
+            reason = _last_line(ray_error) or \
+                "the trial's process died without a Python error (killed, e.g. out of memory?)"
         assert self.lock is not None
         with self.lock():
             if trial is not None and not self._still_ours(number):
@@ -447,8 +447,7 @@ class Study:
         trial = self.in_flight.get(number)
         if trial is None:
             return
-        last = [line.strip() for line in error.strip().splitlines() if line.strip()]
-        restarts = trial.user_attrs.get("restarts", []) + [last[-1] if last else error]
+        restarts = trial.user_attrs.get("restarts", []) + [_last_line(error) or error]
         trial.set_user_attr("restarts", restarts)
         log.warning("trial %d: its process died (%s); Ray restarts it (%d so far), from its last checkpoint",
                     number, restarts[-1], len(restarts))
@@ -478,6 +477,12 @@ class Study:
         if not any(t.state == TrialState.COMPLETE for t in self.study.get_trials(deepcopy=False)):
             return []
         return self.study.best_trials if len(self.space.metrics) > 1 else [self.study.best_trial]
+
+
+def _last_line(error: str | None) -> str | None:
+    """The last non-empty line of an error text (a traceback's exception, Ray's cause), or None."""
+    lines = [line.strip() for line in (error or "").splitlines() if line.strip()]
+    return lines[-1] if lines else None
 
 
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
