@@ -132,8 +132,9 @@ def _train_one(config: dict[str, Any], run_dir: str) -> dict[str, float]:
 def _warm_imports() -> None:
     """Import what a trial imports lazily. transformers' lazy module is not thread-safe: two
     optimize threads importing AutoTokenizer at once get an ImportError."""
-    import mtl.train  # noqa: F401
     from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerFast  # noqa: F401
+
+    import mtl.train  # noqa: F401
 
 
 def _init_worker(warm: bool) -> None:
@@ -264,7 +265,7 @@ def overhead(folder: Path, *, data: str, trials: int) -> None:
           f"hidden 32, 2 layers), {WORKERS} workers, fifo, random lr\n")
     ticks = time.monotonic()
     sides: dict[str, dict[str, float]] = {}
-    for i, side in enumerate(("search",) + PLAIN):
+    for i, side in enumerate(("search", *PLAIN)):
         side_dir = folder / side.replace(" ", "-")
         side_dir.mkdir(parents=True)
         space = _overhead_space(side_dir, data=data, cache=folder / "cache", trials=trials)

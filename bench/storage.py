@@ -135,7 +135,7 @@ def _latency(backend: str, location: str, *, trials: int, reports: int) -> tuple
         for step in range(reports):
             timed("report", lambda: (trial.report(1.0 / (step + 1), step), trial.set_user_attr("step", step)))
             if hasattr(storage, "record_heartbeat"):  # what the driver's heartbeat thread writes
-                timed("heartbeat", lambda: storage.record_heartbeat(trial._trial_id))  # noqa: SLF001
+                timed("heartbeat", lambda: storage.record_heartbeat(trial._trial_id))
         timed("tell", lambda: study.tell(trial, float(i)))
     per_op = {op: counts[op] / len(times[op]) if times[op] and isinstance(storage, RDBStorage) else math.nan
               for op in OPS}

@@ -1,22 +1,28 @@
-"""Predict a split, score it as WMT scores it (word level at the word level), write the
-predictions in the WMT20 QE submission formats."""
+"""Predict a split, score it (each head scores its own task), write the predictions in the
+WMT20 QE submission formats (each head writes its own lines)."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from mtl import metrics as M
-from mtl.config import LOWER_IS_BETTER
+from mtl.catalogue import metric_direction
 from mtl.data.dataset import PairSplit, collate, eval_order
+from mtl.files import write_text
+from mtl.model.heads.base import Head
 
 EVAL_SEED = 1234  # evaluation draws (MLM masking) use their own generator, never the training RNG
 
+Metrics = dict[str, dict[str, dict[str, float]]]
+"""``{pair: {task: {metric: value}}}``."""
 
-def predict_split(model, split: PairSplit, *, batch_size: int, device: torch.device,
+
+def predict_split(model: Any, split: PairSplit, *, batch_size: int, device: torch.device,
                   autocast: Callable[[], Any]) -> dict[str, list]:
     """Every task's predictions for every row of the split, in row order."""
     was_training = model.training
@@ -39,47 +45,30 @@ def predict_split(model, split: PairSplit, *, batch_size: int, device: torch.dev
     return out
 
 
-def full_length_tags(pred: list[int], n_words: int, *, gaps: bool) -> list[int]:
-    """Pad the tags of truncated words with OK (the majority class) to the full sentence."""
-    want = 2 * n_words + 1 if gaps else n_words
-    return list(pred) + [M.OK] * (want - len(pred))
-
-
-def score_split(split: PairSplit, preds: dict[str, list]) -> dict[str, dict[str, float]]:
-    """Metrics of each task on the rows that have its gold label (none: task omitted)."""
-    cols = split.columns
-    scores: dict[str, dict[str, float]] = {}
-    truncated = split.truncated_words()
+def score_split(split: PairSplit, preds: Mapping[str, list], heads: Mapping[str, Head]) -> dict[str, dict[str, float]]:
+    """Each task's metrics on the rows that have its gold label (a task no row has is left out)."""
+    scores = {}
     for task, values in preds.items():
-        if task in ("da", "hter"):
-            rows = [i for i, g in enumerate(cols[task]) if g is not None]
-            if rows:
-                scores[task] = M.sentence_metrics([values[i] for i in rows], [cols[task][i] for i in rows])
-        elif task == "word_tags":
-            rows = [i for i, g in enumerate(cols["mt_tags"]) if g is not None]
-            if rows:
-                pred = [full_length_tags(values[i], len(cols["mt"][i]), gaps=True) for i in rows]
-                scores[task] = M.mt_tag_metrics(pred, [cols["mt_tags"][i] for i in rows])
-                scores[task]["truncated_words"] = float(truncated["mt"])
-        elif task == "source_tags":
-            rows = [i for i, g in enumerate(cols["src_tags"]) if g is not None]
-            if rows:
-                pred = [full_length_tags(values[i], len(cols["src"][i]), gaps=False) for i in rows]
-                scores[task] = M.tag_metrics(pred, [cols["src_tags"][i] for i in rows])
-                scores[task]["truncated_words"] = float(truncated["src"])
-        elif task == "post_edit":
-            rows = [i for i, g in enumerate(cols["pe"]) if g]
-            if rows:
-                scores[task] = M.post_edit_metrics(
-                    [" ".join(values[i]) for i in rows], [" ".join(cols["pe"][i]) for i in rows],
-                    mt=[" ".join(cols["mt"][i]) for i in rows])
-        elif task == "mlm":
-            correct = sum(c for c, _ in values)
-            total = sum(n for _, n in values)
-            scores[task] = {"accuracy": correct / total if total else math.nan}
-        else:  # a head without scoring here is a bug of this module, not of the user
-            raise KeyError(f"no scoring for task {task!r}")
+        found = heads[task].score(split, values)
+        if found is not None:
+            scores[task] = found
     return scores
+
+
+def write_predictions(split: PairSplit, preds: Mapping[str, list], out_dir: str | Path, heads: Mapping[str, Head], *,
+                      method: str = "mtl") -> list[Path]:
+    """Write each task's WMT20 QE submission file for one pair and split (whole or not at all)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for task, values in preds.items():
+        submission = heads[task].submission(split, values, method=method)
+        if submission is None:
+            continue
+        name, lines = submission
+        write_text(out / name, "\n".join(lines) + "\n")
+        written.append(out / name)
+    return written
 
 
 def model_score_floor(root: str | Path, pair: str, split: str = "dev", *, max_samples: int | None = None) -> float:
@@ -110,55 +99,16 @@ def model_score_floor(root: str | Path, pair: str, split: str = "dev", *, max_sa
     return M.sentence_metrics([r["model_score"] for r in rows], [r["da"] for r in rows])["pearson"]
 
 
-def objective(metrics: dict[str, dict[str, dict[str, float]]], terms: dict[str, float]) -> float:
-    """Weighted sum of "task.metric" terms, averaged over pairs; lower-is-better terms
-    count negatively. NaN when a term is missing or NaN (the run then counts as worst)."""
+def objective(metrics: Metrics, terms: Mapping[str, float]) -> float:
+    """Weighted sum of "task.metric" terms, averaged over pairs; lower-is-better terms (by their
+    row in `mtl.catalogue`) count negatively. NaN when a term is missing or NaN (the run then
+    counts as worst)."""
     per_pair = []
     for pair_metrics in metrics.values():
         total = 0.0
         for key, weight in terms.items():
             task, metric = key.split(".")
             value = pair_metrics.get(task, {}).get(metric, math.nan)
-            total += (-weight if metric in LOWER_IS_BETTER else weight) * value
+            total += (-weight if metric_direction(key) == "minimize" else weight) * value
         per_pair.append(total)
     return sum(per_pair) / len(per_pair) if per_pair else math.nan
-
-
-def write_predictions(split: PairSplit, preds: dict[str, list], out_dir: str | Path, *,
-                      method: str = "mtl") -> list[Path]:
-    """Write the WMT20 QE submission formats for one pair and split.
-
-    Sentence level (`<task>.txt`): ``pair<TAB>method<TAB>segment<TAB>score``. Word level
-    (`word_tags.txt`, `source_tags.txt`): ``pair<TAB>method<TAB>type<TAB>segment<TAB>word
-    index<TAB>word<TAB>OK|BAD`` with type mt / gap / source. Post-editing
-    (`post_edit.txt`): one output per line.
-    """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    cols, pair, written = split.columns, split.pair, []
-    label = lambda t: "BAD" if t == M.BAD else "OK"  # noqa: E731
-    for task, values in preds.items():
-        path = out / f"{task}.txt"
-        lines = []
-        if task in ("da", "hter"):
-            lines = [f"{pair}\t{method}\t{cols['index'][i]}\t{v:.6f}" for i, v in enumerate(values)]
-        elif task == "word_tags":
-            for i, tags in enumerate(values):
-                words, seg = cols["mt"][i], cols["index"][i]
-                tags = full_length_tags(tags, len(words), gaps=True)
-                for j, word in enumerate(words):
-                    lines.append(f"{pair}\t{method}\tmt\t{seg}\t{j}\t{word}\t{label(tags[2 * j + 1])}")
-                for j in range(len(words) + 1):
-                    lines.append(f"{pair}\t{method}\tgap\t{seg}\t{j}\tgap\t{label(tags[2 * j])}")
-        elif task == "source_tags":
-            for i, tags in enumerate(values):
-                words, seg = cols["src"][i], cols["index"][i]
-                tags = full_length_tags(tags, len(words), gaps=False)
-                lines += [f"{pair}\t{method}\tsource\t{seg}\t{j}\t{w}\t{label(tags[j])}" for j, w in enumerate(words)]
-        elif task == "post_edit":
-            lines = [" ".join(words) for words in values]
-        else:
-            continue  # mlm is auxiliary: nothing to submit
-        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        written.append(path)
-    return written

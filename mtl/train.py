@@ -6,40 +6,45 @@ callback, which is called after every evaluation and may raise to stop the run.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol, TextIO
 
 import numpy as np
 import torch
 
-from mtl.config import RunConfig, dump_config, load_config, to_dict
+from mtl.config import ConfigError, RunConfig, dump_config, load_config, to_dict
 from mtl.data.dataset import PairSplit, batch_order, collate, default_cache_dir, load_pair_split
 from mtl.data.mlqe import read_pair
 from mtl.data.tokenizer import cached_tokenizer, load_tokenizer
+from mtl.device import pick_device, precision
+from mtl.errors import RunFailed, SetupError
 from mtl.evaluate import objective, predict_split, score_split, write_predictions
+from mtl.files import read_jsonl, write_json, write_text
 from mtl.model.backbones import BACKBONES
 from mtl.model.checkpoints import resolve_pretrained
 from mtl.model.features import feature_stats
 from mtl.model.multitask import MultiTaskModel
-from mtl.registry import lookup
+from mtl.preflight import check_run
+from mtl.rundir import RunDir
+from mtl.train_state import TrainState, has_state, load_state, save_state
 from mtl.weighting import WEIGHTINGS
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "trainer_state.pt"
 
-
-class TrainingDiverged(FloatingPointError):
+class TrainingDiverged(RunFailed, FloatingPointError):
     """A task loss became NaN or infinite."""
+
+
+class RunDirTaken(SetupError):
+    """The output folder holds a run of another config (or is no folder)."""
 
 
 class Report(Protocol):
@@ -48,20 +53,6 @@ class Report(Protocol):
     def __call__(self, *, step: int, objective: float, metrics: dict[str, Any], checkpoint: Path,
                  final: bool) -> None:
         """`final`: this is the run's last evaluation (last step, or an early stop)."""
-
-
-@dataclass
-class TrainState:
-    """Where the loop is: all of it goes into the resumable checkpoint."""
-
-    step: int = 0
-    epoch: int = 0
-    pos: int = 0  # batches of the current epoch already consumed
-    best_objective: float | None = None
-    best_step: int | None = None
-    best_metrics: dict | None = None
-    evals_since_best: int = 0
-    stopped_early: bool = False
 
 
 def lr_factor(step: int, *, warmup: int, total: int) -> float:
@@ -77,34 +68,38 @@ def train(cfg: RunConfig, *, out_dir: str | Path, report: Report | None = None,
 
     Args:
         cfg: The run's config.
-        out_dir: Run directory (config.yaml, checkpoint/, last/, metrics.json,
-            history.jsonl, predictions/).
+        out_dir: Run directory (see `mtl.rundir`).
         report: Called after each evaluation.
-        resume: Continue from ``out_dir/last`` when it holds a run of the same config.
+        resume: Continue from ``out_dir/last`` (a run of the same config); False starts over,
+            removing what an earlier run of the folder wrote.
 
     Returns:
         The content of metrics.json: best step, objective and ``{pair: {task: {metric: v}}}``.
 
     Raises:
         TrainingDiverged: A loss became NaN or infinite.
-        ValueError: ``out_dir`` holds a run of another config.
+        RunDirTaken: ``out_dir`` holds a run of another config, or is a file.
+        ConfigError: A pair's data or the pretrained checkpoint is missing.
     """
     started = time.monotonic()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    _check_run_dir(cfg, out, resume)
-    dump_config(cfg, out / "config.yaml", header="# Resolved trainer config: python -m mtl train --config this-file\n")
+    run = RunDir(out_dir)
+    check_run(cfg, source="config")
+    device = pick_device(cfg.train.device)  # before anything is written
+    finished = _prepare_run_dir(cfg, run, resume)
+    if finished is not None:
+        log.info("%s: this config already trained to its end (metrics.json); --overwrite trains it again", run.path)
+        return finished
+    dump_config(cfg, run.config, header="# Resolved trainer config: python -m mtl train --config this-file\n")
     _seed_everything(cfg.train.seed)
-    device = _pick_device(cfg.train.device)
-    autocast, scaler = _precision(cfg.train.precision, device)
+    autocast, scaler = precision(cfg.train.precision, device)
 
     # --- data and model -----------------------------------------------------------------
-    backbone = lookup(BACKBONES, cfg.model.backbone, where="model.backbone")
+    backbone = BACKBONES[cfg.model.backbone]
     cache = default_cache_dir(cfg.data.cache_dir)
     tokenizer = _tokenizer(cfg, backbone, cache)
     load = partial(load_pair_split, cfg.data.root, tokenizer=tokenizer, backbone=backbone,
                    max_length=cfg.model.max_length, cache_dir=cache, features=cfg.features,
-                   pe_max_length=getattr(cfg.tasks.get("post_edit"), "max_length", 128))
+                   pe_max_length=cfg.target_tokens)
     train_cols = _concat([load(p, cfg.data.train_split, max_samples=cfg.data.max_train_samples)
                           for p in cfg.data.pairs])
     eval_splits = {p: load(p, cfg.data.eval_split, max_samples=cfg.data.max_eval_samples) for p in cfg.data.pairs}
@@ -117,30 +112,32 @@ def train(cfg: RunConfig, *, out_dir: str | Path, report: Report | None = None,
     stats = feature_stats(train_cols, cfg)  # glass-box features: standardised with training statistics only
     torch.manual_seed(cfg.train.seed)
     model = MultiTaskModel.build(cfg, tokenizer, feature_stats=stats).to(device)
-    shared = model.encoder.last_layer_parameters() if cfg.weighting == "gradnorm" else list(model.encoder.parameters())
-    weighting = WEIGHTINGS[cfg.weighting](list(cfg.tasks), init_weights={t: c.weight for t, c in cfg.tasks.items()},
-                                          shared_params=shared, **cfg.weighting_args).to(device)
-    optimizer = torch.optim.AdamW(_param_groups(model, cfg.train.weight_decay) +
-                                  [{"params": list(weighting.parameters()), "weight_decay": 0.0}], lr=cfg.train.lr)
+    strategy = WEIGHTINGS[cfg.weighting].load()
+    weighting = strategy(list(cfg.tasks), init_weights={t: c.weight for t, c in cfg.tasks.items()},
+                         shared_params=strategy.shared_parameters(model.encoder),
+                         **WEIGHTINGS[cfg.weighting].arguments(cfg.weighting_args)).to(device)
+    optimizer = torch.optim.AdamW([*_param_groups(model, cfg.train.weight_decay),
+                                   {"params": list(weighting.parameters()), "weight_decay": 0.0}], lr=cfg.train.lr)
     lengths = [len(x) for x in train_cols["input_ids"]]
     batches_per_epoch = math.ceil(len(lengths) / cfg.train.batch_size)
     total = cfg.train.max_steps or max(1, math.ceil(cfg.train.epochs * batches_per_epoch / cfg.train.grad_accum))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, partial(lr_factor, warmup=int(cfg.train.warmup_ratio * total), total=total))
     state = TrainState()
-    if resume and (out / "last" / STATE_FILE).exists():
-        state = _load_state(out / "last", model, weighting, optimizer, scheduler, scaler, device)
-        log.info("resumed %s at step %d of %d", out, state.step, total)
-    _truncate_history(out / "history.jsonl", state.step)
+    if resume and has_state(run.last):
+        state = load_state(run.last, model=model, weighting=weighting, optimizer=optimizer, scheduler=scheduler,
+                           scaler=scaler)
+        log.info("resumed %s at step %d of %d", run.path, state.step, total)
+    _truncate_history(run, state.step)
     log.info("training %s on %s: %d segments, %d steps, %s, tasks %s, weighting %s%s",
-             cfg.model.pretrained or f"a new {cfg.model.backbone}", ", ".join(cfg.data.pairs), len(lengths),
-             total, device, ", ".join(cfg.tasks), cfg.weighting, f", features {model.features.extra_repr()}" if stats else "")
+             cfg.model.pretrained or f"a new {cfg.model.backbone}", ", ".join(cfg.data.pairs), len(lengths), total,
+             device, ", ".join(cfg.tasks), cfg.weighting, f", features {model.features.extra_repr()}" if stats else "")
 
     # --- loop ---------------------------------------------------------------------------
     model.train()
     terms = cfg.objective_terms()
     seen, loop_seconds = 0, 0.0  # training segments and seconds, evaluation excluded
-    with open(out / "history.jsonl", "a", encoding="utf-8") as history:
+    with open(run.history, "a", encoding="utf-8") as history:
         while state.step < total and not state.stopped_early:
             order = batch_order(lengths, cfg.train.batch_size, seed=cfg.train.seed, epoch=state.epoch)
             while state.pos < len(order) and state.step < total:
@@ -148,6 +145,7 @@ def train(cfg: RunConfig, *, out_dir: str | Path, report: Report | None = None,
                 group = order[state.pos:state.pos + cfg.train.grad_accum]
                 state.pos += len(group)
                 sums: dict[str, float] = {}
+                weights: dict[str, float] = {}
                 for rows in group:
                     batch = _to(collate(train_cols, rows, pad_id=tokenizer.pad_token_id,
                                         padding_side=tokenizer.padding_side), device)
@@ -163,21 +161,25 @@ def train(cfg: RunConfig, *, out_dir: str | Path, report: Report | None = None,
                     scaler.unscale_(optimizer)
                 if cfg.train.max_grad_norm:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.max_grad_norm)
-                (scaler.step(optimizer), scaler.update()) if scaler else optimizer.step()
+                if scaler:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 state.step += 1
                 loop_seconds += time.monotonic() - tick
                 _write(history, {"step": state.step, "lr": scheduler.get_last_lr()[0], "loss": sums, "weight": weights})
                 if state.step % 50 == 0:
-                    rate = seen / loop_seconds
                     log.info("step %d/%d  %s  %.1f segments/s", state.step, total,
-                             "  ".join(f"{t} {v:.3f}" for t, v in sums.items()), rate)
+                             "  ".join(f"{t} {v:.3f}" for t, v in sums.items()), seen / loop_seconds)
                 if state.step % cfg.train.eval_every == 0 or state.step == total:
-                    value, metrics = _evaluate(cfg, model, eval_splits, state, terms, out, history, device, autocast)
-                    _save_state(out / "last", state, model, weighting, optimizer, scheduler, scaler)
+                    value, metrics = _evaluate(cfg, model, eval_splits, state, terms, run, history, device, autocast)
+                    save_state(run.last, state, model=model, weighting=weighting, optimizer=optimizer,
+                               scheduler=scheduler, scaler=scaler)
                     if report is not None:  # after saving: a report that raises loses nothing
-                        report(step=state.step, objective=value, metrics=metrics, checkpoint=out / "checkpoint",
+                        report(step=state.step, objective=value, metrics=metrics, checkpoint=run.checkpoint,
                                final=state.step >= total or state.stopped_early)
                     if state.stopped_early:
                         break
@@ -188,24 +190,48 @@ def train(cfg: RunConfig, *, out_dir: str | Path, report: Report | None = None,
               "stopped_early": state.stopped_early, "seconds": round(time.monotonic() - started, 1),
               "train_seconds": round(loop_seconds, 2), "train_segments": seen,
               "metrics": state.best_metrics}
-    (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_json(run.metrics, result)
     return result
 
 
 # --- the steps above, in the order they run ----------------------------------------------
 
 
-def _check_run_dir(cfg: RunConfig, out: Path, resume: bool) -> None:
-    old = out / "config.yaml"
-    if not (out / "last" / STATE_FILE).exists():
-        return
+_OUTPUTS = ("checkpoint", "last", "metrics.json", "history.jsonl", "predictions")
+"""What a run writes besides config.yaml (removed by --overwrite); see `mtl.rundir`."""
+
+
+def _prepare_run_dir(cfg: RunConfig, run: RunDir, resume: bool) -> dict[str, Any] | None:
+    """Make ``run`` ready for this config: refuse a folder of another run, start over without
+    ``resume``. Returns the recorded result when this config already trained to its end there."""
+    if run.path.exists() and not run.path.is_dir():
+        raise RunDirTaken(f"--out {run.path}: is a file, expected a run directory (a folder, created if missing)")
+    ours = [name for name in _OUTPUTS if (run.path / name).exists()]
+    if run.config.exists():
+        try:
+            same = to_dict(load_config(run.config)) == to_dict(cfg)
+        except ConfigError:
+            same = False
+        if not same and resume:
+            raise RunDirTaken(f"--out {run.path}: holds a run of another config ({run.config}); use another "
+                              f"folder, or replace that run with --overwrite")
+    elif ours and resume:
+        raise RunDirTaken(f"--out {run.path}: holds run files ({', '.join(ours)}) but no config.yaml; use another "
+                          f"folder, or replace them with --overwrite")
     if not resume:
-        shutil.rmtree(out / "last")
-        (out / "history.jsonl").unlink(missing_ok=True)
-        return
-    if old.exists() and to_dict(load_config(old)) != to_dict(cfg):
-        raise ValueError(f"{out}: holds an interrupted run of another config ({old}); "
-                         f"use another output folder, or start it over (--overwrite)")
+        for name in ours:
+            target = run.path / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+        return None
+    if not has_state(run.last) and run.config.exists():
+        done = run.read_json("metrics.json")
+        if done is not None and done.get("metrics") is not None and run.checkpoint.is_dir():
+            return done
+    try:
+        run.path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunDirTaken(f"--out {run.path}: cannot create it: {e.strerror}") from e
+    return None
 
 
 def _seed_everything(seed: int) -> None:
@@ -214,24 +240,7 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _pick_device(wanted: str) -> torch.device:
-    if wanted == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device: cuda was asked for, but torch sees no CUDA device")
-    return torch.device("cuda" if wanted != "cpu" and torch.cuda.is_available() else "cpu")
-
-
-def _precision(precision: str, device: torch.device) -> tuple[Callable[[], Any], Any]:
-    """Autocast context factory and fp16 grad scaler (CPU: always fp32)."""
-    if device.type != "cuda" or precision == "fp32":
-        return contextlib.nullcontext, None
-    if precision == "auto":
-        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-    return partial(torch.autocast, device_type="cuda", dtype=dtype), scaler
-
-
-def _tokenizer(cfg: RunConfig, backbone, cache: Path):
+def _tokenizer(cfg: RunConfig, backbone: Any, cache: Path) -> Any:
     if cfg.model.pretrained:
         return load_tokenizer(resolve_pretrained(cfg.model.pretrained), backbone)
     texts = []
@@ -265,26 +274,30 @@ def _check_finite(losses: dict[str, torch.Tensor], step: int) -> None:
             raise TrainingDiverged(f"step {step + 1}: the {task} loss is {value.item()}")
 
 
-def _write(history, record: dict) -> None:
+def _write(history: TextIO, record: dict) -> None:
     history.write(json.dumps(record) + "\n")
     history.flush()
 
 
-def _evaluate(cfg, model, eval_splits, state: TrainState, terms, out: Path, history, device,
-              autocast) -> tuple[float, dict]:
+def _best_key(value: float | None) -> float:
+    return -math.inf if value is None or math.isnan(value) else value
+
+
+def _evaluate(cfg: RunConfig, model: MultiTaskModel, eval_splits: dict[str, PairSplit], state: TrainState,
+              terms: dict[str, float], run: RunDir, history: TextIO, device: torch.device,
+              autocast: Any) -> tuple[float, dict]:
     preds = {pair: predict_split(model, split, batch_size=cfg.train.eval_batch_size, device=device,
                                  autocast=autocast) for pair, split in eval_splits.items()}
-    metrics = {pair: score_split(eval_splits[pair], preds[pair]) for pair in eval_splits}
+    metrics = {pair: score_split(eval_splits[pair], preds[pair], model.task_heads) for pair in eval_splits}
     value = objective(metrics, terms)
     _write(history, {"step": state.step, "objective": value, "eval": metrics})
     log.info("step %d: objective %.4f (%s)", state.step, value, ", ".join(terms))
-    key = lambda v: -math.inf if v is None or math.isnan(v) else v  # noqa: E731
-    if state.best_step is None or key(value) > key(state.best_objective):
+    if state.best_step is None or _best_key(value) > _best_key(state.best_objective):
         state.best_objective, state.best_step, state.best_metrics = value, state.step, metrics
         state.evals_since_best = 0
-        model.save_pretrained(out / "checkpoint")
+        model.save_pretrained(run.checkpoint)
         for pair, split in eval_splits.items():
-            write_predictions(split, preds[pair], out / "predictions" / f"{pair}.{split.split}")
+            write_predictions(split, preds[pair], run.predictions(pair, split.split), model.task_heads)
     else:
         state.evals_since_best += 1
         if cfg.train.patience and state.evals_since_best >= cfg.train.patience:
@@ -293,44 +306,8 @@ def _evaluate(cfg, model, eval_splits, state: TrainState, terms, out: Path, hist
     return value, metrics
 
 
-def _save_state(where: Path, state: TrainState, model, weighting, optimizer, scheduler, scaler) -> None:
-    """Everything a resumed run needs to continue exactly as if never stopped."""
-    where.mkdir(parents=True, exist_ok=True)
-    blob = {
-        "state": asdict(state),
-        "model": model.state_dict(),
-        "weighting": weighting.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict() if scaler else None,
-        "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
-    }
-    tmp = where / (STATE_FILE + ".tmp")
-    torch.save(blob, tmp)
-    tmp.replace(where / STATE_FILE)  # atomic: a crash mid-write keeps the previous state
-
-
-def _load_state(where: Path, model, weighting, optimizer, scheduler, scaler, device) -> TrainState:
-    blob = torch.load(where / STATE_FILE, map_location=device, weights_only=False)
-    model.load_state_dict(blob["model"])
-    weighting.load_state_dict(blob["weighting"])
-    optimizer.load_state_dict(blob["optimizer"])
-    scheduler.load_state_dict(blob["scheduler"])
-    if scaler and blob["scaler"]:
-        scaler.load_state_dict(blob["scaler"])
-    rng = blob["rng"]
-    torch.set_rng_state(rng["torch"].cpu())
-    np.random.set_state(rng["numpy"])
-    random.setstate(rng["python"])
-    if rng["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
-    return TrainState(**blob["state"])
-
-
-def _truncate_history(path: Path, step: int) -> None:
-    """Drop learning-curve lines past the step a resumed run restarts from."""
-    if not path.exists():
-        return
-    keep = [line for line in path.read_text(encoding="utf-8").splitlines() if json.loads(line)["step"] <= step]
-    path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
+def _truncate_history(run: RunDir, step: int) -> None:
+    """Keep the learning-curve lines up to the step a resumed run restarts from (a line a crash
+    cut, and what follows it, is dropped)."""
+    keep = [r for r in read_jsonl(run.history) if isinstance(r.get("step"), int) and r["step"] <= step]
+    write_text(run.history, "".join(json.dumps(r) + "\n" for r in keep))

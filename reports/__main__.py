@@ -1,7 +1,7 @@
 """`python -m reports build|export|ensemble`: the reports' command line.
 
 `--help` imports neither torch, ray nor plotly. User errors are one line on stderr and exit
-code 2, never a traceback.
+code 2, never a traceback (`mtl.errors.run_cli`).
 """
 
 from __future__ import annotations
@@ -9,6 +9,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
+
+from mtl.errors import run_cli
+from reports.aggregate import METHODS
 
 HELP = """\
 Which config should I retrain, and how sure am I that it is better on the pairs I care about?
@@ -20,10 +24,9 @@ Reports on a search's study (written by `python -m search.run`):
 
 `build` writes index.html (one self-contained page: open it offline) and metrics.csv (the tidy
 table). `export` writes a complete trainer config: python -m mtl train --config best.yaml.
---study may be left out when the storage holds a single study.
+--study may be left out when the storage holds a single study. Exit codes: 0 done; 2 a mistake
+in the command or a study it cannot read (one message; -v shows the traceback); 1 a bug.
 """
-
-METHODS = ("mean", "median", "worst", "mean_rank", "mean_z", "borda")  # reports.aggregate.METHODS, kept light
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     def common(q: argparse.ArgumentParser) -> None:
         q.add_argument("--storage", required=True, help="Optuna storage URL, e.g. sqlite:///studies/quickstart.db")
         q.add_argument("--study", help="study name (default: the storage's only study)")
-        q.add_argument("-v", "--verbose", action="store_true", help="log what is being done")
+        q.add_argument("-v", "--verbose", action="store_true", help="log what is being done, and tracebacks of errors")
 
     h = "write the HTML report (index.html) and the tidy table (metrics.csv)"
     b = sub.add_parser("build", help=h, description=h)
@@ -70,28 +73,20 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    from reports.extract import ReportError, open_study
+    from reports.extract import open_study
 
-    try:
-        study = open_study(args.storage, args.study)
-        return _COMMANDS[args.command](study, args)
-    except ReportError as e:
-        print(f"python -m reports {args.command}: {e}", file=sys.stderr)
-        return 2
-    except ImportError as e:
-        if "pip install" not in str(e):
-            raise
-        print(str(e), file=sys.stderr)
-        return 2
+    return run_cli(f"python -m reports {args.command}",
+                   lambda: _COMMANDS[args.command](open_study(args.storage, args.study), args), verbose=args.verbose)
 
 
 def _build(study, args: argparse.Namespace) -> int:
     from reports.build import build_report
+    from reports.extract import ReportError
 
     if args.top < 1 or args.bootstrap < 10:
-        from reports.extract import ReportError
-
         raise ReportError(f"--top must be >= 1 and --bootstrap >= 10, got {args.top} and {args.bootstrap}")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ReportError(f"--out {args.out}: is a file, expected the report's folder (index.html, metrics.csv)")
     path = build_report(study, out=args.out, top=args.top, n_boot=args.bootstrap, seed=args.seed, data_root=args.data)
     print(f"report: {path}")
     return 0

@@ -1,6 +1,6 @@
 """Per-config scores across pairs, by every aggregator, the rankings and how much they agree.
 
-The score aggregators are the study's own (:data:`search.objective.AGGREGATORS`), plus Borda,
+The score aggregators are the study's own (:data:`reports.aggregators.AGGREGATORS`), plus Borda,
 a ranking-level method added here. In a report every configuration is judged against *all*
 the other complete configurations: the relative aggregators (``mean_rank``, ``mean_z``) get
 the others' per-pair scores as their history, so their values differ from the ones the study
@@ -19,8 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from search.objective import AGGREGATORS, pair_metric
-
+from mtl.catalogue import metric_direction
+from reports.aggregators import AGGREGATORS, pair_metric
 from reports.extract import ReportError, StudyData
 
 Direction = Literal["maximize", "minimize"]
@@ -142,9 +142,13 @@ def aggregate(data: StudyData, *, metric: str | None = None, methods: Sequence[s
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ReportError(f"unknown aggregator {unknown[0]!r}; valid: {', '.join(METHODS)}")
-    idx = data.metric_names.index(metric) if metric in data.metric_names else 0
-    direction: Direction = data.directions[idx] if metric in data.metric_names else (
-        "minimize" if metric.rsplit(".", 1)[-1] in ("mae", "rmse", "ter") else "maximize")
+    if metric in data.metric_names:
+        direction: Direction = data.directions[data.metric_names.index(metric)]  # type: ignore[assignment]
+    else:
+        try:
+            direction = metric_direction(metric)
+        except KeyError as e:
+            raise ReportError(f"unknown metric {metric!r}: {e.args[0]}") from e
     everything = pair_scores(data, metric)
     pairs = data.pairs or sorted({p for s in everything.values() for p in s})
     incomplete = {t: [p for p in pairs if not _finite(s.get(p))] for t, s in everything.items()}

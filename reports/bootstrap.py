@@ -19,14 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
+from mtl.catalogue import SENTENCE_TASKS, TASKS, metric_direction
 from reports.aggregate import Aggregation
 from reports.extract import StudyData, TrialData
 
 log = logging.getLogger(__name__)
-
-SENTENCE_TASKS = ("da", "hter")
-SENTENCE_METRICS = ("pearson", "spearman", "mae", "rmse")
-LOWER_IS_BETTER = ("mae", "rmse")
 
 __all__ = ["PairTest", "Uncertainty", "align_predictions", "bootstrap", "interval", "paired_p", "read_predictions",
            "uncertainty", "verdict"]
@@ -72,12 +69,11 @@ def read_predictions(path: str | Path) -> dict[int, float]:
     return out
 
 
-def predictions_path(trial: TrialData, pair: str, task: str, *, split: str) -> Path:
-    """Where the trainer wrote a trial's predictions of one pair and task."""
-    base = Path(trial.run_dir or ".")
-    if pair in trial.configs:  # per_pair mode: one run directory per pair
-        base = base / pair
-    return base / "predictions" / f"{pair}.{split}" / f"{task}.txt"
+def predictions_path(trial: TrialData, pair: str, task: str, *, split: str) -> Path | None:
+    """Where the trainer wrote a trial's predictions of one pair and task (None: it stored no config)."""
+    if trial.configs is None or trial.run_dir is None:
+        return None
+    return trial.configs.run_dir_of(trial.run_dir, pair).prediction(pair, split, task)
 
 
 def score(pred: np.ndarray, gold: np.ndarray, metric: str) -> float:
@@ -148,7 +144,7 @@ def uncertainty(data: StudyData, agg: Aggregation, *, top: int = 3, method: str 
         out.notes.append(f"{agg.metric}: no sentence-level task (da, hter) to resample")
         return out
     task, metric = name.split(".")
-    higher = metric not in LOWER_IS_BETTER
+    higher = metric_direction(name) == "maximize"
     for pair in data.pairs:
         aligned = align_predictions(chosen, pair, task, split, data_root, out.notes)
         if aligned is None:
@@ -156,7 +152,8 @@ def uncertainty(data: StudyData, agg: Aggregation, *, top: int = 3, method: str 
         gold, preds = aligned
         samples = bootstrap(preds, gold, metric=metric, n=n, seed=seed)
         out.segments[pair] = len(gold)
-        out.intervals[pair] = {t: (score(preds[t], gold, metric), *interval(s, alpha=alpha)) for t, s in samples.items()}
+        out.intervals[pair] = {t: (score(preds[t], gold, metric), *interval(s, alpha=alpha))
+                               for t, s in samples.items()}
         if len(chosen) >= 2:
             w, r = chosen[0].number, chosen[1].number
             p = paired_p(samples[w], samples[r], higher_is_better=higher)
@@ -169,14 +166,11 @@ def uncertainty(data: StudyData, agg: Aggregation, *, top: int = 3, method: str 
 def sentence_metric(trial: TrialData, objective: str) -> str | None:
     """The sentence-level ``task.metric`` to resample for an objective: the objective itself
     when it is one, else the first sentence-level term of the trainer's objective."""
-    task, _, metric = objective.partition(".")
-    if task in SENTENCE_TASKS and metric in SENTENCE_METRICS:
-        return objective
-    terms = list((trial.config.get("train") or {}).get("objective") or {})
-    terms += [f"{t}.pearson" for t in SENTENCE_TASKS if t in (trial.config.get("tasks") or {})]
+    terms = [objective, *((trial.config.get("train") or {}).get("objective") or {})]
+    terms += [f"{t}.{TASKS[t].primary}" for t in SENTENCE_TASKS if t in (trial.config.get("tasks") or {})]
     for term in terms:
         task, _, metric = term.partition(".")
-        if task in SENTENCE_TASKS and metric in SENTENCE_METRICS:
+        if task in SENTENCE_TASKS and metric in TASKS[task].metrics:
             return term
     return None
 
@@ -193,7 +187,7 @@ def align_predictions(trials: Sequence[TrialData], pair: str, task: str, split: 
     preds = {}
     for t in trials:
         path = predictions_path(t, pair, task, split=split)
-        if not path.is_file():
+        if path is None or not path.is_file():
             notes.append(f"{pair}: trial {t.number} has no predictions file {path}")
             return None
         preds[t.number] = read_predictions(path)

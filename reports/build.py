@@ -10,7 +10,7 @@ from pathlib import Path
 
 import optuna
 
-from mtl.data.cache import write_text
+from mtl.files import write_text
 from reports.aggregate import aggregate
 from reports.bootstrap import uncertainty
 from reports.ensemble import Ensemble, ensemble

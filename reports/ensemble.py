@@ -8,14 +8,15 @@ on the same segments.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from mtl.catalogue import SENTENCE_TASKS
+from mtl.files import write_json
 from reports.aggregate import Aggregation
-from reports.bootstrap import SENTENCE_TASKS, align_predictions
+from reports.bootstrap import align_predictions
 from reports.extract import ReportError, StudyData
 
 __all__ = ["Ensemble", "ensemble", "write_ensemble"]
@@ -67,7 +68,7 @@ def ensemble(data: StudyData, agg: Aggregation, *, top: int = 3, method: str | N
     out = Ensemble(members=[t.number for t in members], method=method, split=split)
     tasks = [t for t in SENTENCE_TASKS if t in (members[0].config.get("tasks") or {})]
     if not tasks:
-        out.notes.append("no sentence-level task (da, hter) among the members' tasks")
+        out.notes.append(f"no sentence-level task ({', '.join(SENTENCE_TASKS)}) among the members' tasks")
     for pair in data.pairs:
         for task in tasks:
             aligned = align_predictions(members, pair, task, split, data_root, out.notes)
@@ -99,7 +100,8 @@ def summary(ens: Ensemble) -> list[str]:
 def write_ensemble(ens: Ensemble, path: str | Path) -> Path:
     """Write the ensemble's result, with its summary in words, as JSON."""
     path = Path(path)
+    if path.is_dir():
+        raise ReportError(f"--out {path}: is a folder, expected the JSON file to write (e.g. {path / 'ensemble.json'})")
     path.parent.mkdir(parents=True, exist_ok=True)
-    blob = {**asdict(ens), "summary": summary(ens)}
-    path.write_text(json.dumps(blob, indent=2) + "\n", encoding="utf-8")
+    write_json(path, {**asdict(ens), "summary": summary(ens)})
     return path

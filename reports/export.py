@@ -18,6 +18,7 @@ import optuna
 from optuna.trial import TrialState
 
 from reports.extract import ReportError
+from reports.record import TrialConfigs
 
 PACKAGES = ("mtlsearch", "torch", "transformers", "tokenizers", "datasets", "numpy", "optuna", "ray")
 
@@ -75,20 +76,25 @@ def export_best(study: optuna.Study, *, out: str | Path, rank: int = 1, aggregat
         raise ReportError(f"--rank {rank}: study {study.study_name!r} has only {len(ranked)} complete trial(s) "
                           f"ranked by {by}")
     trial = ranked[rank - 1]
-    raw = trial.user_attrs.get("config")
-    if not raw:
+    configs = TrialConfigs.from_attr(trial.user_attrs.get("config"), study_mode=study.user_attrs.get("mode"))
+    if configs is None:
         raise ReportError(f"trial {trial.number} of study {study.study_name!r} stored no config")
-    pairs = list(study.user_attrs.get("pairs") or [])
-    per_pair = "data" not in raw
-    config = dict(next(iter(raw.values()))) if per_pair else dict(raw)
+    per_pair = configs.mode == "per_pair"
+    config = dict(configs.first)
     if per_pair:  # one config for all pairs: the per-pair ones differ only in data.pairs
-        config["data"] = {**config["data"], "pairs": pairs or list(raw)}
+        pairs = list(study.user_attrs.get("pairs") or []) or list(configs.configs)
+        config["data"] = {**config["data"], "pairs": pairs}
     try:
         cfg = config_from_dict(config, source=f"study {study.study_name}: trial {trial.number}")
     except ConfigError as e:
         raise ReportError("the stored config no longer validates:\n" + "\n".join(e.errors)) from e
     path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise ReportError(f"--out {path}: is a folder, expected the YAML file to write (e.g. {path / 'best.yaml'})")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ReportError(f"--out {path}: cannot create its folder {path.parent}: {e.strerror}") from e
     dump_config(cfg, path, header=_header(study, trial, rank=rank, by=by, seed=cfg.train.seed,
                                           pairs=list(cfg.data.pairs), per_pair=per_pair, path=path))
     return path

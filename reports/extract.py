@@ -7,7 +7,7 @@ learning curve of a multi-objective study, which keeps no intermediate values).
 
 from __future__ import annotations
 
-import json
+import functools
 import logging
 import math
 from collections.abc import Mapping
@@ -18,12 +18,16 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from mtl.errors import MtlError
+from mtl.rundir import RunDir
+from reports.record import TrialConfigs
+
 log = logging.getLogger(__name__)
 
 __all__ = ["ReportError", "Row", "StudyData", "TrialData", "extract", "open_study"]
 
 
-class ReportError(ValueError):
+class ReportError(MtlError, ValueError):
     """A user-facing problem: no such study, no trial to report, a rank out of range."""
 
 
@@ -55,8 +59,8 @@ class TrialData:
     params: dict[str, Any]
     config: dict[str, Any]
     """The complete trainer config; per_pair studies: the first pair's (they differ only in data.pairs)."""
-    configs: dict[str, dict[str, Any]]
-    """Per pair (per_pair mode) or ``{"all": config}`` (joint)."""
+    configs: TrialConfigs | None
+    """Its configs and mode (None: it stored none, e.g. it failed before)."""
     run_dir: str | None
     metrics: dict[str, dict[str, dict[str, float]]]
     pair_scores: dict[str, dict[str, float]]
@@ -64,6 +68,7 @@ class TrialData:
     seconds: float | None
     weighting: str
     weights: dict[str, float]
+    """Task loss weights in force: the fixed ones, or those a learned strategy ended with."""
     curve: dict[int, float]
     """Objective per evaluated step (intermediate values, else the history's objective)."""
     fail_reason: str | None = None
@@ -109,25 +114,29 @@ def open_study(storage: str, study: str | None) -> optuna.Study:
     Raises:
         ReportError: The SQLite file does not exist, the study is not there (the message
             lists the ones that are), or no name was given and there are several.
+        SetupError: The database cannot be read (a bad URL, no driver, another Optuna schema).
     """
-    prefix = "sqlite:///"
-    if storage.startswith(prefix) and not Path(storage[len(prefix):]).is_file():
-        raise ReportError(f"--storage {storage}: no such SQLite file: {storage[len(prefix):]}")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     from sqlalchemy.exc import SQLAlchemyError
 
+    from reports.storage import parse_url, storage_error
+
+    url = parse_url(storage)
+    sqlite_file = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
+    if sqlite_file and not Path(str(url.database)).is_file():
+            raise ReportError(f"--storage {storage}: no such SQLite file: {url.database}")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-    except (SQLAlchemyError, ValueError, ImportError) as e:  # a bad URL, a database of something else, no driver
-        raise ReportError(f"--storage {storage}: cannot read it as an Optuna storage: {e}") from e
-    if study is None:
-        if len(names) != 1:
-            raise ReportError(f"--storage {storage} holds {len(names)} studies: pass --study, one of: "
-                              f"{', '.join(names) or 'none'}")
-        study = names[0]
-    if study not in names:
-        raise ReportError(f"--study {study!r} is not in {storage}; it holds: {', '.join(names) or 'no study'}")
-    return optuna.load_study(study_name=study, storage=storage)
+        if study is None:
+            if len(names) != 1:
+                raise ReportError(f"--storage {storage} holds {len(names)} studies: pass --study, one of: "
+                                  f"{', '.join(names) or 'none'}")
+            study = names[0]
+        if study not in names:
+            raise ReportError(f"--study {study!r} is not in {storage}; it holds: {', '.join(names) or 'no study'}")
+        return optuna.load_study(study_name=study, storage=storage)
+    except (SQLAlchemyError, optuna.exceptions.StorageInternalError, RuntimeError, ImportError) as e:
+        raise storage_error(storage, e) from e
 
 
 def extract(study: optuna.Study, *, importances: bool = True) -> StudyData:
@@ -143,7 +152,7 @@ def extract(study: optuna.Study, *, importances: bool = True) -> StudyData:
     attrs = study.user_attrs
     directions = [d.name.lower() for d in study.directions]
     names = list(attrs.get("metrics") or [f"objective{i}" if i else "objective" for i in range(len(directions))])
-    trials = [_trial(t) for t in study.get_trials(deepcopy=False)]
+    trials = [_trial(t, attrs.get("mode")) for t in study.get_trials(deepcopy=False)]
     pairs = list(attrs.get("pairs") or sorted({p for t in trials for p in t.metrics}))
     rows = [Row(trial=t.number, state=t.state, pair=pair, task=task, metric=metric, value=float(v), step=t.step,
                 seconds=t.seconds, params=t.params, weights=t.weights)
@@ -156,18 +165,15 @@ def extract(study: optuna.Study, *, importances: bool = True) -> StudyData:
                      importance_note=note)
 
 
-def _trial(t: FrozenTrial) -> TrialData:
+def _trial(t: FrozenTrial, study_mode: str | None) -> TrialData:
     ua = t.user_attrs
-    raw = ua.get("config") or {}
-    per_pair = bool(raw) and all(isinstance(v, dict) and "data" in v for v in raw.values()) and "data" not in raw
-    configs = dict(raw) if per_pair else {"all": raw}
-    config = next(iter(configs.values())) if configs else {}
+    configs = TrialConfigs.from_attr(ua.get("config"), study_mode=study_mode)
+    config = configs.first if configs else {}
     run_dir = ua.get("run_dir")
-    histories = ([Path(run_dir, pair, "history.jsonl") for pair in configs] if per_pair
-                 else [Path(run_dir, "history.jsonl")]) if run_dir else []
+    runs = list(configs.run_dirs(run_dir).values()) if configs and run_dir else []
     weighting = str(config.get("weighting", "fixed"))
-    weights = _weights(config, histories if weighting != "fixed" else [])
-    curve = {int(k): float(v) for k, v in t.intermediate_values.items()} or _history_curve(histories)
+    weights = _weights(config, runs)
+    curve = {int(k): float(v) for k, v in t.intermediate_values.items()} or _history_curve(runs)
     return TrialData(number=t.number, state=t.state.name, values=tuple(t.values) if t.values else None,
                      params=dict(t.params), config=config, configs=configs, run_dir=run_dir,
                      metrics=ua.get("metrics") or {}, pair_scores=ua.get("pair_scores") or {},
@@ -176,25 +182,13 @@ def _trial(t: FrozenTrial) -> TrialData:
                      retry_of=ua.get("retry_of"))
 
 
-def _records(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut by a crash: the rest is still good
-            break
-    return out
-
-
-def _weights(config: Mapping[str, Any], histories: list[Path]) -> dict[str, float]:
-    """The fixed weights of the config, or the last weights a learned strategy logged
-    (averaged over the per-pair runs)."""
+def _weights(config: Mapping[str, Any], runs: list[RunDir]) -> dict[str, float]:
+    """The weights in force at the end: the last ones the runs logged (averaged over the
+    per-pair runs), else the config's fixed weights."""
     fixed = {task: float((c or {}).get("weight", 1.0)) for task, c in (config.get("tasks") or {}).items()}
     learned: list[dict[str, float]] = []
-    for path in histories:
-        last = [r["weight"] for r in _records(path) if isinstance(r.get("weight"), dict)]
+    for run in runs:
+        last = [r["weight"] for r in run.history_records() if isinstance(r.get("weight"), dict) and r["weight"]]
         if last:
             learned.append(last[-1])
     if not learned:
@@ -203,14 +197,18 @@ def _weights(config: Mapping[str, Any], histories: list[Path]) -> dict[str, floa
     return {t: sum(float(w[t]) for w in learned) / len(learned) for t in tasks}
 
 
-def _history_curve(histories: list[Path]) -> dict[int, float]:
+def _history_curve(runs: list[RunDir]) -> dict[int, float]:
     """The objective per evaluation from history.jsonl (averaged over per-pair runs)."""
     by_step: dict[int, list[float]] = {}
-    for path in histories:
-        for r in _records(path):
+    for run in runs:
+        for r in run.history_records():
             if "objective" in r and isinstance(r["objective"], (int, float)):
                 by_step.setdefault(int(r["step"]), []).append(float(r["objective"]))
-    return {s: sum(v) / len(v) for s, v in sorted(by_step.items()) if len(v) == len(histories)}
+    return {s: sum(v) / len(v) for s, v in sorted(by_step.items()) if len(v) == len(runs)}
+
+
+def _objective_value(trial: FrozenTrial, *, i: int) -> float:
+    return float(trial.values[i])
 
 
 def _importances(study: optuna.Study, names: list[str]) -> tuple[dict[str, dict[str, float]], str | None]:
@@ -223,7 +221,7 @@ def _importances(study: optuna.Study, names: list[str]) -> tuple[dict[str, dict[
     for i, name in enumerate(names):
         try:
             imp = get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0),
-                                        target=(lambda t, i=i: t.values[i]))
+                                        target=functools.partial(_objective_value, i=i))
         except (RuntimeError, ValueError) as e:  # e.g. no parameter varies across the trials
             return {}, f"parameter importances undefined: {e}"
         out[name] = {k: float(v) for k, v in imp.items() if math.isfinite(v)}

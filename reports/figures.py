@@ -6,18 +6,22 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from mtl.errors import SetupError
+from mtl.weighting import WEIGHTINGS
+
 try:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 except ImportError as e:  # an optional dependency: say how to get it
-    raise ImportError("reports needs plotly: pip install '.[reports]'") from e
+    raise SetupError("the report needs plotly, a dependency of mtlsearch that is missing here: reinstall "
+                     "mtlsearch (pip install -e .) or pip install plotly") from e
 
 from reports.aggregate import Aggregation
 from reports.bootstrap import Uncertainty
 from reports.ensemble import Ensemble
 from reports.extract import StudyData, TrialData
+from reports.floor import FLOOR_TASK, Floor
 from reports.floor import LABEL as FLOOR_LABEL
-from reports.floor import Floor
 
 COLORS = "Viridis"
 _LAYOUT = dict(template="plotly_white", height=420, margin=dict(l=60, r=30, t=40, b=50), font=dict(size=13))
@@ -77,7 +81,7 @@ def importances(data: StudyData) -> go.Figure | None:
     fig = _fig(xaxis_title="importance (share of the objective's variance)", barmode="group",
                height=max(260, 60 + 40 * max(len(v) for v in data.importances.values())))
     for name, imp in data.importances.items():
-        keys = sorted(imp, key=imp.get)
+        keys = sorted(imp, key=lambda k: imp[k])
         fig.add_bar(x=[imp[k] for k in keys], y=keys, orientation="h", name=name)
     return fig
 
@@ -90,7 +94,7 @@ def parallel(data: StudyData) -> go.Figure | None:
         return None
     dims = []
     for k in keys:
-        vals = [t.params.get(k) for t in done]
+        vals = [t.params[k] for t in done]
         if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
             log = min(vals) > 0 and max(vals) / min(vals) > 20
             dims.append(dict(label=f"log10 {k}" if log else k, values=[math.log10(v) if log else v for v in vals]))
@@ -155,6 +159,12 @@ def floor(flr: Floor | None, *, best: int | None = None) -> go.Figure | None:
     return fig
 
 
+def _given(weighting: str) -> bool:
+    """Whether a strategy trains with the given task weights (its row says), rather than learning them."""
+    row = WEIGHTINGS.get(weighting)
+    return row is not None and row.reads_task_weights
+
+
 def simplex(data: StudyData) -> go.Figure | None:
     """Task loss weights in force (shares of their sum), coloured by the objective: a ternary
     plot for three tasks, a scatter matrix for more, a line for two."""
@@ -165,7 +175,7 @@ def simplex(data: StudyData) -> go.Figure | None:
     shares = [[t.weights.get(k, 0.0) / (sum(t.weights.values()) or 1.0) for k in tasks] for t in done]
     values = [_value(t) for t in done]
     marker = dict(color=values, colorscale=COLORS, showscale=True, size=11, colorbar=dict(title=data.metric_names[0]),
-                  symbol=["circle" if t.weighting == "fixed" else "diamond" for t in done])
+                  symbol=["circle" if _given(t.weighting) else "diamond" for t in done])
     text = [f"trial {t.number} ({t.weighting})" for t in done]
     if len(tasks) == 3:
         fig = _fig(height=480, ternary=dict(aaxis_title=tasks[0], baxis_title=tasks[1], caxis_title=tasks[2]))
@@ -182,9 +192,9 @@ def simplex(data: StudyData) -> go.Figure | None:
 
 
 def strategies(data: StudyData) -> go.Figure | None:
-    """The objective of fixed weights beside each learned weighting strategy."""
+    """The objective of the strategies that take the given weights beside each learned one."""
     done = data.complete
-    names = sorted({t.weighting for t in done}, key=lambda w: (w != "fixed", w))
+    names = sorted({t.weighting for t in done}, key=lambda w: (not _given(w), w))
     if not done:
         return None
     fig = _fig(yaxis_title=_objective(data), showlegend=False)
@@ -204,8 +214,9 @@ def curves(data: StudyData) -> go.Figure | None:
                showlegend=len(shown) <= 25)
     for t in shown:
         steps = sorted(t.curve)
+        dash = "solid" if t.state == "COMPLETE" else "dot"
         fig.add_scatter(x=steps, y=[t.curve[s] for s in steps], mode="lines", name=f"trial {t.number}",
-                        legendgroup=str(t.number), line=dict(width=1.5, dash="solid" if t.state == "COMPLETE" else "dot"))
+                        legendgroup=str(t.number), line=dict(width=1.5, dash=dash))
     stopped = [t for t in shown if t.state == "PRUNED"]
     if stopped:
         fig.add_scatter(x=[max(t.curve) for t in stopped], y=[t.curve[max(t.curve)] for t in stopped], mode="markers",
@@ -221,9 +232,10 @@ def pareto(data: StudyData, front: Sequence[int]) -> go.Figure | None:
     fig = _fig(xaxis_title=f"{data.metric_names[0]} ({data.directions[0]})",
                yaxis_title=f"{data.metric_names[1]} ({data.directions[1]})")
     for on in (False, True):
-        ts = sorted((t for t in data.complete if (t.number in front) == on), key=lambda t: t.values[0])
-        fig.add_scatter(x=[t.values[0] for t in ts], y=[t.values[1] for t in ts], name="Pareto front" if on else "dominated",
-                        mode="lines+markers" if on else "markers", text=[f"trial {t.number}" for t in ts],
+        points = sorted((t.values, t.number) for t in data.complete if t.values and (t.number in front) == on)
+        fig.add_scatter(x=[v[0] for v, _ in points], y=[v[1] for v, _ in points],
+                        name="Pareto front" if on else "dominated",
+                        mode="lines+markers" if on else "markers", text=[f"trial {n}" for _, n in points],
                         marker=dict(size=10 if on else 7))
     return fig
 
@@ -233,7 +245,8 @@ def intervals(unc: Uncertainty, flr: Floor | None = None) -> go.Figure | None:
     if not unc.intervals:
         return None
     trials = list(next(iter(unc.intervals.values())))
-    fig = _fig(yaxis_title=f"dev {unc.metric}, {100 * (1 - unc.alpha):g} % interval", xaxis=_pair_axis(unc.intervals))
+    fig = _fig(yaxis_title=f"dev {unc.metric}, {100 * (1 - unc.alpha):g} % interval",
+               xaxis=_pair_axis(list(unc.intervals)))
     for t in trials:
         pairs = [p for p in unc.intervals if t in unc.intervals[p]]
         mid = [unc.intervals[p][t][0] for p in pairs]
@@ -271,7 +284,7 @@ def ensemble(ens: Ensemble | None, flr: Floor | None = None) -> go.Figure | None
         row = ens.scores[p][task]
         fig.add_bar(x=keys, y=[row[k]["pearson"] for k in keys], row=1, col=i,
                     marker_color=["#7a9cc6"] * (len(keys) - 1) + ["#e07b39"])
-        v = flr.values.get(p, math.nan) if flr is not None and task == "da" else math.nan
+        v = flr.values.get(p, math.nan) if flr is not None and task == FLOOR_TASK else math.nan
         if math.isfinite(v):
             fig.add_hline(y=v, line=dict(dash="dash", color="#333", width=2), row=1, col=i,
                           annotation_text=f"floor {v:.3f}", annotation_position="top left", annotation_font_size=10)

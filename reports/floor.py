@@ -19,6 +19,8 @@ from reports.extract import StudyData, TrialData
 
 LABEL = "NMT model_scores (no training)"
 """How the page names the floor."""
+FLOOR_TASK = "da"
+"""The task the NMT model_scores predict (their gold is the DA z_mean)."""
 
 __all__ = ["LABEL", "Floor", "floor", "verdict"]
 
@@ -84,7 +86,7 @@ def floor(data: StudyData, agg: Aggregation, *, data_root: str | None = None) ->
 
     order = agg.rankings.get(data.aggregator) or agg.rankings.get("mean") or []
     candidates = [data.trial(t) for t in order] + data.complete
-    source = next((t for t in candidates if "da" in (t.config.get("tasks") or {})), None)
+    source = next((t for t in candidates if FLOOR_TASK in (t.config.get("tasks") or {})), None)
     if source is None:
         return None
     split, max_samples, root = _rows(source)
@@ -111,10 +113,10 @@ def verdict(flr: Floor, trial: int) -> str:
     """The best config against the floor, in one sentence."""
     if not flr.values:
         return f"Best config vs floor: not computed: {'; '.join(flr.notes)}."
-    margins, n = flr.margins(trial), len(flr.pairs)
-    if not margins:
+    margins, n, found = flr.margins(trial), len(flr.pairs), flr.worst(trial)
+    if not margins or found is None:
         return f"Best config vs floor: trial {trial} has no DA Pearson on a pair with a floor."
-    pair, worst = flr.worst(trial)
+    pair, worst = found
     below = [p for p, m in margins.items() if m <= 0]
     unknown = [p for p in flr.pairs if p not in margins]
     text = (f"Best config vs floor: clears it on {len(flr.cleared(trial))} of {n} pairs (worst margin {worst:+.3f} "
@@ -139,7 +141,7 @@ def _rows(trial: TrialData) -> tuple[str, int | None, str]:
 def _da(trial: TrialData, pairs: list[str]) -> dict[str, float]:
     out = {}
     for pair in pairs:
-        value = ((trial.metrics.get(pair) or {}).get("da") or {}).get("pearson")
+        value = ((trial.metrics.get(pair) or {}).get(FLOOR_TASK) or {}).get("pearson")
         if isinstance(value, (int, float)) and math.isfinite(value):
             out[pair] = float(value)
     return out

@@ -11,8 +11,9 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from mtl.data.cache import write_text
+from mtl.files import write_text
 from reports import figures as F
 from reports.aggregate import Aggregation
 from reports.bootstrap import Uncertainty, verdict
@@ -22,7 +23,7 @@ from reports.floor import LABEL as FLOOR_LABEL
 from reports.floor import Floor
 from reports.floor import verdict as floor_verdict
 
-__all__ = ["ReportData", "SECTIONS", "render"]
+__all__ = ["SECTIONS", "ReportData", "render"]
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class Section:
     id: str
     title: str
     caption: str
-    draw: Callable[[ReportData], object]
+    draw: Callable[[ReportData], Any]
     empty: str
     when: Callable[[ReportData], bool] | None = None
     """Whether the section is on the page at all (None: always)."""
@@ -219,6 +220,8 @@ def _vs_floor(flr: Floor, trial: int) -> str:
 
 def _floor_table(r: ReportData) -> str:
     flr = r.floor
+    if flr is None:
+        return ""
     notes = "".join(f'<p class="empty">{html.escape(n)}</p>' for n in flr.notes)
     if not flr.values:
         return notes
@@ -268,7 +271,8 @@ def _top_table(r: ReportData) -> str:
                  + "".join(f'<td class="num">{_fmt(flr.values.get(p))}</td>' for p in pairs) + "<td></td></tr>")
     notes = "".join(f'<p class="empty">{html.escape(n)}</p>' for n in unc.notes)
     return ("<table><tr><th>rank</th><th>trial</th><th>weighting</th>"
-            + "".join(f"<th>{html.escape(p)} dev {html.escape(unc.metric)} ({unc.segments[p]} seg.)</th>" for p in pairs)
+            + "".join(f"<th>{html.escape(p)} dev {html.escape(unc.metric)} ({unc.segments[p]} seg.)</th>"
+                      for p in pairs)
             + ("<th>DA Pearson above the floor? (worst margin)</th>" if flr is not None else "")
             + f"</tr>{rows}</table>{notes}")
 

@@ -2,7 +2,7 @@
 
 ``{type: float, low: 1e-4, high: 1e-2, log: true}`` becomes ``FloatDistribution(1e-4, 1e-2,
 log=True)``; Optuna's constructors check the rules and their ``ValueError`` reaches the user
-with the file and key in front.
+with the file and key in front. A :class:`Param` is one searched key with its distribution.
 """
 
 from __future__ import annotations
@@ -10,11 +10,40 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
-__all__ = ["contains", "describe", "from_spec", "number", "sample_points"]
+from search.internals import distribution_contains
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = ["Param", "contains", "describe", "from_spec", "number", "sample_points", "suggest"]
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searched trainer key."""
+
+    path: str
+    """Dotted key into the trainer config, e.g. ``train.lr``; also the Optuna parameter name."""
+    distribution: BaseDistribution
+    """Optuna's own distribution."""
+    when: dict[str, tuple]
+    """Condition key -> allowed values; the parameter is sampled only when all hold."""
+
+
+def suggest(trial: optuna.trial.BaseTrial, name: str, d: BaseDistribution) -> Any:
+    """Ask ``trial`` for a value of ``d`` under ``name``."""
+    if isinstance(d, FloatDistribution):
+        return trial.suggest_float(name, d.low, d.high, log=d.log, step=d.step)
+    if isinstance(d, IntDistribution):
+        return trial.suggest_int(name, d.low, d.high, log=d.log, step=d.step)
+    if isinstance(d, CategoricalDistribution):
+        return trial.suggest_categorical(name, d.choices)
+    raise TypeError(f"no suggest for {type(d).__name__}")  # a distribution this module never builds
 
 
 def from_spec(kind: str, spec: Mapping[str, Any]) -> BaseDistribution:
@@ -73,6 +102,7 @@ def sample_points(dist: BaseDistribution) -> list[tuple[str, Any]]:
     """Values a probe sets: every choice, or low, high and (floats) an uneven point between."""
     if isinstance(dist, CategoricalDistribution):
         return [("choice", c) for c in dist.choices]
+    assert isinstance(dist, (FloatDistribution, IntDistribution)), dist  # the kinds from_spec builds
     points: list[tuple[str, Any]] = [("low", dist.low), ("high", dist.high)]
     if isinstance(dist, FloatDistribution) and dist.low < dist.high:
         t = 1 / math.pi
@@ -89,13 +119,14 @@ def contains(dist: BaseDistribution, value: Any) -> bool:
         return value in dist.choices
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
-    return dist._contains(dist.to_internal_repr(value))
+    return distribution_contains(dist, value)
 
 
 def describe(dist: BaseDistribution) -> str:
     """``a float in [0.0001, 0.003] (log)``, ``an int in [1, 4]``, ``one of 'fixed', 'dwa'``."""
     if isinstance(dist, CategoricalDistribution):
         return "one of " + ", ".join(map(repr, dist.choices))
+    assert isinstance(dist, (FloatDistribution, IntDistribution)), dist  # the kinds from_spec builds
     text = f"{'a float' if isinstance(dist, FloatDistribution) else 'an int'} in [{dist.low:g}, {dist.high:g}]"
     if dist.log:
         text += " (log)"

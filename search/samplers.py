@@ -1,11 +1,8 @@
-"""The sampler and scheduler registries a space file names, and the checks of their options.
+"""The sampler registry a space file names, and the checks of a sampler's options.
 
-``SAMPLERS`` maps a name to a small function ``(space, seed, **args) -> optuna sampler`` that
-imports its sampler class when called. A sampler's options are checked against its
-constructor's signature, so they follow the installed Optuna.
-
-Schedulers are Ray's; nothing here imports ``ray``. ``SCHEDULER_OPTIONS`` lists each one's
-options with their types; the module that imports Ray builds the scheduler from them.
+``SAMPLERS`` maps a name to a small function ``(params, seed, *, conditional, **args) -> optuna
+sampler`` that imports its sampler class when called. A sampler's options are checked against
+its constructor's signature, so they follow the installed Optuna.
 """
 
 from __future__ import annotations
@@ -14,18 +11,19 @@ import contextlib
 import importlib.util
 import inspect
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from mtl.config import _unknown_key_message
-from mtl.registry import UnknownNameError, lookup
+from mtl.config_loader import unknown_key
+from search.distributions import Param
 
 if TYPE_CHECKING:
     import optuna
 
-    from search.space import SearchSpace
+__all__ = ["SAMPLERS", "Problems", "grid_values", "named", "read_sampler"]
 
-__all__ = ["SAMPLERS", "SCHEDULER_OPTIONS", "grid_values", "read_sampler", "read_scheduler"]
+Problems = list[tuple[str, str]]
+"""(dotted key, message) pairs; the caller puts the file name in front."""
 
 _CLASSES = {"tpe": "TPESampler", "cmaes": "CmaEsSampler", "gp": "GPSampler", "random": "RandomSampler",
             "grid": "GridSampler", "qmc": "QMCSampler", "nsga2": "NSGAIISampler"}
@@ -57,29 +55,28 @@ def _quiet() -> Iterator[None]:
         yield
 
 
-def _tpe(space: SearchSpace, seed: int, **args: Any) -> optuna.samplers.BaseSampler:
+def _tpe(params: Sequence[Param], seed: int, *, conditional: bool, **args: Any) -> optuna.samplers.BaseSampler:
     """TPE; multivariate with a constant liar by default (and grouped for conditional spaces),
     where the installed Optuna has those options."""
     from optuna.samplers import TPESampler
 
     accepted = _options("tpe")
     defaults: dict[str, Any] = {k: True for k in ("multivariate", "constant_liar") if k in accepted}
-    conditional = any(p.when for p in space.params) or bool(space.weight_when)
     if "group" in accepted and conditional and args.get("multivariate", defaults.get("multivariate")):
         defaults["group"] = True
     with _quiet():
         return TPESampler(seed=seed, **{**defaults, **args})
 
 
-def _grid(space: SearchSpace, seed: int, **args: Any) -> optuna.samplers.BaseSampler:
+def _grid(params: Sequence[Param], seed: int, *, conditional: bool, **args: Any) -> optuna.samplers.BaseSampler:
     from optuna.samplers import GridSampler
 
     with _quiet():
-        return GridSampler(grid_values(space), seed=seed, **args)
+        return GridSampler(grid_values(params), seed=seed, **args)
 
 
 def _plain(name: str) -> Callable[..., optuna.samplers.BaseSampler]:
-    def make(space: SearchSpace, seed: int, **args: Any) -> optuna.samplers.BaseSampler:
+    def make(params: Sequence[Param], seed: int, *, conditional: bool, **args: Any) -> optuna.samplers.BaseSampler:
         with _quiet():
             return _sampler_class(name)(seed=seed, **args)
     make.__name__ = make.__qualname__ = f"_{name}"
@@ -96,19 +93,19 @@ SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
     "qmc": _plain("qmc"),
     "nsga2": _plain("nsga2"),
 }
-"""Sampler name -> ``fn(space, seed, **args) -> optuna sampler``."""
+"""Sampler name -> ``fn(params, seed, *, conditional, **args) -> optuna sampler``."""
 
 
-def grid_values(space: SearchSpace) -> dict[str, list[Any]]:
+def grid_values(params: Sequence[Param]) -> dict[str, list[Any]]:
     """The grid of every parameter: categorical choices, or low..high by step.
 
     Raises:
         ValueError: A float parameter has no step (the grid needs each value listed).
     """
-    from optuna.distributions import CategoricalDistribution, FloatDistribution
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     grid: dict[str, list[Any]] = {}
-    for p in space.params:
+    for p in params:
         d = p.distribution
         if isinstance(d, CategoricalDistribution):
             grid[p.path] = list(d.choices)
@@ -117,7 +114,7 @@ def grid_values(space: SearchSpace) -> dict[str, list[Any]]:
                 raise ValueError(f"grid needs a step for float parameter {p.path}")
             n = round((d.high - d.low) / d.step)
             grid[p.path] = [float(f"{d.low + i * d.step:.12g}") for i in range(n + 1)]
-        else:
+        elif isinstance(d, IntDistribution):
             grid[p.path] = list(range(d.low, d.high + 1, d.step))
     return grid
 
@@ -129,7 +126,7 @@ def _sampler_problems(name: str, args: Mapping[str, Any]) -> list[tuple[str, str
     for key, value in args.items():
         if key not in accepted:
             what = f"sampler {name!r}" + (f" ({key} is set from the space)" if key in _OURS else "")
-            problems.append((key, _unknown_key_message(str(key), accepted, what)))
+            problems.append((key, _message(unknown_key(str(key), accepted, what))))
             continue
         wanted = _simple_types(accepted[key].annotation)
         if wanted and not any(_is(value, t) for t in wanted):
@@ -156,42 +153,6 @@ def _is(value: Any, type_name: str) -> bool:
     return isinstance(value, str)
 
 
-SCHEDULER_OPTIONS: dict[str, dict[str, type]] = {
-    "asha": {"grace_period": int, "reduction_factor": float, "max_t": int, "brackets": int},
-    "hyperband": {"max_t": int, "reduction_factor": float},
-    "median": {"grace_period": int, "min_samples_required": int},
-    "fifo": {},
-}
-"""Ray Tune scheduler name -> its options a space file may set, with their types."""
-SCHEDULER_DEFAULT = ("asha", {"grace_period": 1, "reduction_factor": 2.0})
-"""The scheduler of a single-objective space without a `scheduler` block (several objectives: fifo)."""
-
-
-def _scheduler_problems(name: str, args: Mapping[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
-    """Check scheduler options: (the options converted to their types, [(key, message)])."""
-    allowed = SCHEDULER_OPTIONS[name]
-    out: dict[str, Any] = {}
-    problems = []
-    for key, value in args.items():
-        if key not in allowed:
-            problems.append((key, _unknown_key_message(str(key), allowed, f"scheduler {name!r}")))
-        elif isinstance(value, bool) or not isinstance(value, (int, float)):
-            problems.append((key, f"must be {allowed[key].__name__}, got {value!r}"))
-        elif allowed[key] is int and not float(value).is_integer():
-            problems.append((key, f"must be int, got {value!r}"))
-        elif key == "reduction_factor" and value <= 1:
-            problems.append((key, f"must be > 1, got {value!r}"))
-        elif value < 1:
-            problems.append((key, f"must be >= 1, got {value!r}"))
-        else:
-            out[key] = allowed[key](value)
-    return out, problems
-
-
-Problems = list[tuple[str, str]]
-"""(dotted key, message) pairs; the caller puts the file name in front."""
-
-
 def read_sampler(raw: Any, *, n_metrics: int, weights: bool,
                  floats_without_step: list[str]) -> tuple[str, dict[str, Any], Problems]:
     """Read a space file's `sampler` block (a name, or ``{name: .., option: value}``).
@@ -206,7 +167,7 @@ def read_sampler(raw: Any, *, n_metrics: int, weights: bool,
         ``(name, options as written, problems)``.
     """
     default = "nsga2" if n_metrics > 1 else "tpe"
-    name, args, problems = _named(raw, "sampler", default, SAMPLERS)
+    name, args, problems = named(raw, "sampler", default, SAMPLERS)
     if problems:
         return default, {}, problems
     if missing := _missing(name):
@@ -224,34 +185,16 @@ def read_sampler(raw: Any, *, n_metrics: int, weights: bool,
     return name, args, problems
 
 
-def read_scheduler(raw: Any, *, metrics: list[str]) -> tuple[str, dict[str, Any], Problems]:
-    """Read a space file's `scheduler` block; absent: asha (grace 1, reduction 2), or fifo for
-    several objectives, which Ray's schedulers cannot prune on.
-
-    Returns:
-        ``(name, options converted to their types, problems)``.
-    """
-    multi = len(metrics) > 1
-    if raw is None:
-        return ("fifo", {}, []) if multi else (SCHEDULER_DEFAULT[0], dict(SCHEDULER_DEFAULT[1]), [])
-    name, args, problems = _named(raw, "scheduler", "fifo" if multi else SCHEDULER_DEFAULT[0], SCHEDULER_OPTIONS)
-    if problems:
-        return "fifo", {}, problems
-    converted, found = _scheduler_problems(name, args)
-    problems += [(f"scheduler.{key}", message) for key, message in found]
-    if multi and name != "fifo":
-        problems.append(("scheduler.name", f"{name!r} needs one metric, but objective.metrics has {len(metrics)} "
-                                           f"({', '.join(metrics)}): Ray schedulers prune on a single metric; "
-                                           f"use fifo or one metric"))
-    return name, converted, problems
-
-
 def _missing(name: str) -> list[str]:
     """Packages sampler ``name`` imports when it samples that are not installed (none imported here)."""
     return [m for m in _NEEDS.get(name, ()) if importlib.util.find_spec(m) is None]
 
 
-def _named(raw: Any, block: str, default: str, registry: Mapping[str, Any]) -> tuple[str, dict[str, Any], Problems]:
+def _message(problem: Any) -> str:
+    return problem.message + (f"; {problem.hint}" if problem.hint else "")
+
+
+def named(raw: Any, block: str, default: str, registry: Mapping[str, Any]) -> tuple[str, dict[str, Any], Problems]:
     """``name`` or ``{name: .., **options}`` -> (name, options, problems with the name)."""
     if raw is None or isinstance(raw, str):
         name, args = raw or default, {}
@@ -259,11 +202,9 @@ def _named(raw: Any, block: str, default: str, registry: Mapping[str, Any]) -> t
         name, args = raw.get("name", default), {str(k): v for k, v in raw.items() if k != "name"}
     else:
         return default, {}, [(block, f"must be a name or a mapping {{name: .., option: value}}, got {raw!r}")]
-    try:
-        lookup(registry, name, where=f"{block}.name")
-    except UnknownNameError as e:
-        key, _, message = str(e).partition(": ")
-        return default, {}, [(key, message)]
-    except TypeError:  # an unhashable name: a list or a mapping
+    if not isinstance(name, str):
         return default, {}, [(f"{block}.name", f"must be a name, got {name!r}")]
+    if name not in registry:
+        hint = unknown_key(name, sorted(registry), block).hint
+        return default, {}, [(f"{block}.name", f"unknown {name!r}; {hint}")]
     return name, args, []

@@ -15,6 +15,7 @@ import contextlib
 import fcntl
 import hashlib
 import logging
+import os
 import random
 import threading
 import time
@@ -25,6 +26,9 @@ from pathlib import Path
 import optuna
 import sqlalchemy
 
+from mtl.errors import SetupError
+from reports.storage import SQLITE_WAIT, parse_url, storage_error
+
 log = logging.getLogger(__name__)
 
 GRACE = 4
@@ -32,34 +36,56 @@ GRACE = 4
 
 
 def make_storage(url: str, *, heartbeat: int) -> optuna.storages.RDBStorage:
-    """The study's RDB storage, heartbeats on."""
-    _prepare_sqlite(url)
+    """The study's RDB storage, heartbeats on.
+
+    Raises:
+        SetupError: The URL names no database SQLAlchemy knows, its driver is not installed, the
+            SQLite file's folder cannot be made, the database cannot be reached or written, or
+            it was set up by another Optuna version.
+    """
+    parsed = parse_url(url)
+    _prepare_sqlite(parsed)
     for attempt in range(5):
         try:
             with warnings.catch_warnings():  # heartbeat_interval is "experimental" since Optuna 2.9
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat, grace_period=GRACE * heartbeat,
-                                                  engine_kwargs=_engine_kwargs(url))
-        except (sqlalchemy.exc.IntegrityError, optuna.exceptions.StorageInternalError):
+                                                  engine_kwargs=_engine_kwargs(parsed))
+        except (sqlalchemy.exc.IntegrityError, optuna.exceptions.StorageInternalError) as e:
             # Two drivers that start at once both create Optuna's tables in a new database; the
             # one that loses finds them made on its next try.
-            if attempt == 4:
-                raise
+            if attempt == 4 or isinstance(e.__cause__, sqlalchemy.exc.OperationalError):
+                raise storage_error(url, e) from e
             time.sleep(0.5 + random.random())
+        except (sqlalchemy.exc.SQLAlchemyError, RuntimeError, ImportError) as e:
+            raise storage_error(url, e) from e
     raise AssertionError("unreachable")
 
 
-def _engine_kwargs(url: str) -> dict:
-    if sqlalchemy.engine.make_url(url).get_backend_name() == "sqlite":
-        return {"connect_args": {"timeout": 60}}  # several drivers write one file: wait, don't fail
+def _engine_kwargs(url: sqlalchemy.engine.URL) -> dict:
+    if url.get_backend_name() == "sqlite":
+        return {"connect_args": {"timeout": SQLITE_WAIT}}  # several drivers write one file: wait, don't fail
     return {"pool_pre_ping": True}  # a server restarted under a long search
 
 
-def _prepare_sqlite(url: str) -> None:
-    """Create the folder of a SQLite file so that a first run just works."""
-    parsed = sqlalchemy.engine.make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+def _prepare_sqlite(url: sqlalchemy.engine.URL) -> None:
+    """Create the folder of a SQLite file so that a first run just works; refuse a file that
+    cannot be written (SQLite would fail later, deep inside a commit)."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return
+    path = Path(url.database)
+    where = f"--storage {url}"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as e:
+        raise SetupError(f"{where}: {path.parent} is a file, expected the folder of the SQLite file") from e
+    except OSError as e:
+        raise SetupError(f"{where}: cannot create the folder {path.parent}: {e.strerror}") from e
+    if path.is_dir():
+        raise SetupError(f"{where}: {path} is a folder, expected a SQLite file (or nothing: it is created)")
+    if (path.exists() and not os.access(path, os.W_OK)) or not os.access(path.parent, os.W_OK):
+        raise SetupError(f"{where}: {'the file' if path.exists() else 'its folder'} is read-only here; a study is "
+                         f"written as it runs (use a writable --storage)")
 
 
 class BudgetLock:
@@ -111,7 +137,7 @@ class BudgetLock:
             return
         if self.backend == "postgresql":
             take, give = "SELECT pg_advisory_lock(:key)", "SELECT pg_advisory_unlock(:key)"
-            params = {"key": self.key}
+            params: dict[str, int | str] = {"key": self.key}
         elif self.backend in ("mysql", "mariadb"):
             take, give = "SELECT GET_LOCK(:key, 600)", "SELECT RELEASE_LOCK(:key)"
             params = {"key": f"mtlsearch:{self.key}"}
@@ -160,5 +186,5 @@ class Heartbeats:
                     self.storage.record_heartbeat(trial_id)
                 if beat % GRACE == 0:
                     self.check()
-            except Exception:  # noqa: BLE001 - a database hiccup must not end the beats; it is logged
+            except Exception:
                 log.exception("heartbeat: the study database did not answer; trying again in %d s", self.interval)

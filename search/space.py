@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -44,42 +46,33 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.distributions import FloatDistribution
 
-from mtl.config import RunConfig, _raise_if, config_from_dict, to_dict
-from search._space_checks import TOP_KEYS, Context, dotted_get
-from search.samplers import SAMPLERS, SCHEDULER_OPTIONS
+from mtl.config import RunConfig, config_from_dict, to_dict
+from mtl.config_loader import ConfigError, get_dotted, read_yaml
+from mtl.errors import MtlError
+from search import space_blocks as blocks
+from search.distributions import Param, contains, describe, suggest
+from search.options import RunOptions
+from search.samplers import SAMPLERS
+from search.space_checks import TOP_KEYS, Context
 
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["SAMPLERS", "SCHEDULER_OPTIONS", "Metric", "Param", "RunOptions", "SearchSpace", "SpaceError",
-           "load_space"]
+__all__ = ["Metric", "Param", "RunOptions", "SearchSpace", "SpaceError", "load_space"]
 
 SPACES_DIR = Path(__file__).resolve().parents[1] / "spaces"
 U_LOW = 1e-6
 """Lower end of the uniform draw behind each task weight (keeps -log(u) finite)."""
 
 
-class SpaceError(ValueError):
+class SpaceError(MtlError, ValueError):
     """One or more problems of a space file, each ``file: dotted.key: message``."""
 
     def __init__(self, errors: list[str]) -> None:
         self.errors = list(errors)
         super().__init__("\n".join(self.errors))
-
-
-@dataclass(frozen=True)
-class Param:
-    """One searched trainer key."""
-
-    path: str
-    """Dotted key into the trainer config, e.g. ``train.lr``; also the Optuna parameter name."""
-    distribution: BaseDistribution
-    """Optuna's own distribution."""
-    when: dict[str, tuple]
-    """Condition key -> allowed values; the parameter is sampled only when all hold."""
 
 
 @dataclass(frozen=True)
@@ -90,57 +83,6 @@ class Metric:
     """``objective`` (the trainer's early-stopping value) or ``task.metric``."""
     direction: Literal["maximize", "minimize"]
     """Whether higher or lower is better."""
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """Defaults of the search command line (a flag overrides its field)."""
-
-    trials: int = 20
-    """Trials to finish (complete, pruned or failed) in the study."""
-    storage: str | None = None
-    """Optuna storage URL (None: ``sqlite:///studies/<file stem>.db``)."""
-    study: str | None = None
-    """Study name (None: the file stem)."""
-    out: str | None = None
-    """Folder of the trials' run directories (None: ``runs/<file stem>``)."""
-    max_concurrent: int = 2
-    """Trials running at once."""
-    cpus_per_trial: float = 1.0
-    """CPUs Ray reserves per trial."""
-    gpus_per_trial: float = 0.0
-    """GPUs Ray reserves per trial (fractions share a GPU)."""
-    time_budget: float | None = None
-    """Seconds the search runs; then running trials are interrupted, to resume on the next run (None: no limit)."""
-    seed: int = 0
-    """Seed of the sampler."""
-    max_failures_in_a_row: int = 5
-    """Stop the search after this many failed trials in a row."""
-    max_failures: int = 0
-    """Times Ray restarts a trial whose process or node died (Ray's ``FailureConfig.max_failures``);
-    a restarted trial resumes from its last checkpoint. 0: such a trial is FAIL with Ray's reason."""
-    heartbeat: int = 10
-    """Seconds between a driver's heartbeats for its running trials. A trial without one for
-    ``4 * heartbeat`` seconds belongs to a dead driver: another driver marks it FAIL (interrupted)
-    and enqueues its config again."""
-    data: str | None = None
-    """MLQE-PE data root (None: ``base.data.root``)."""
-
-    def __post_init__(self) -> None:
-        problems = [(k, "must be >= 1, got %r" % getattr(self, k))
-                    for k in ("trials", "max_concurrent", "max_failures_in_a_row") if getattr(self, k) < 1]
-        if self.max_failures < 0:
-            problems.append(("max_failures", f"must be >= 0, got {self.max_failures}"))
-        if self.heartbeat < 1:
-            problems.append(("heartbeat", f"must be >= 1 second, got {self.heartbeat}"))
-        if self.cpus_per_trial <= 0:
-            problems.append(("cpus_per_trial", f"must be > 0, got {self.cpus_per_trial}"))
-        if self.gpus_per_trial < 0:
-            problems.append(("gpus_per_trial", f"must be >= 0, got {self.gpus_per_trial}"))
-        if self.time_budget is not None and self.time_budget <= 0:
-            problems.append(("time_budget", f"must be > 0 seconds or null, got {self.time_budget}"))
-        problems += [(k, "must not be empty") for k in ("storage", "study", "out", "data") if getattr(self, k) == ""]
-        _raise_if(problems)
 
 
 @dataclass(frozen=True)
@@ -168,13 +110,13 @@ class SearchSpace:
     metrics: tuple[Metric, ...]
     """The study's objectives (several: multi-objective)."""
     aggregator: str
-    """Name in `search.objective.AGGREGATORS`: per-pair values -> one number."""
+    """Name in `reports.aggregators.AGGREGATORS`: per-pair values -> one number."""
     sampler: str
-    """Name in `SAMPLERS`."""
+    """Name in `search.samplers.SAMPLERS`."""
     sampler_args: dict
     """Options of the sampler as written (the sampler function adds its defaults)."""
     scheduler: str
-    """Name in `SCHEDULER_OPTIONS` (Ray Tune)."""
+    """Name in `search.schedulers.SCHEDULERS` (Ray Tune)."""
     scheduler_args: dict
     """Options of the scheduler."""
     enqueue: tuple[dict, ...]
@@ -192,7 +134,7 @@ class SearchSpace:
         return to_dict(config_from_dict(self.base, source=f"{self.source}: base"))
 
     def _holds(self, when: Mapping[str, tuple], values: Mapping[str, Any]) -> bool:
-        return all((values[k] if k in values else dotted_get(self._base_values, k)) in allowed
+        return all((values[k] if k in values else get_dotted(self._base_values, k)) in allowed
                    for k, allowed in when.items())
 
     def sample(self, trial: optuna.trial.BaseTrial) -> dict[str, Any]:
@@ -209,7 +151,7 @@ class SearchSpace:
         values: dict[str, Any] = {}
         for p in self.params:
             if self._holds(p.when, values):
-                values[p.path] = _suggest(trial, p.path, p.distribution)
+                values[p.path] = suggest(trial, p.path, p.distribution)
         if self.weight_tasks and self._holds(self.weight_when, values):
             values.update(self._weights({t: trial.suggest_float(f"weights.{t}", U_LOW, 1.0)
                                          for t in self.weight_tasks}))
@@ -236,6 +178,14 @@ class SearchSpace:
             missing = [f"weights.{t}" for t in self.weight_tasks if t not in u]
             raise ValueError(f"{self.source}: params give only some task weights; missing {', '.join(missing)}")
         return {**values, **(self._weights(u) if u else {})}
+
+    def outside(self, params: Mapping[str, Any]) -> str:
+        """The Optuna ``params`` this space cannot sample (names it does not search, values
+        outside their distributions), in words; "" when every one fits."""
+        dists = self.distributions()
+        bad = [f"{k}={v!r} ({'not searched' if k not in dists else describe(dists[k])})" for k, v in params.items()
+               if k not in dists or not contains(dists[k], v)]
+        return ", ".join(bad)
 
     def _weights(self, u: Mapping[str, float]) -> dict[str, float]:
         e = {t: -math.log(v) for t, v in u.items()}
@@ -264,19 +214,41 @@ class SearchSpace:
         Raises:
             SpaceError: The sampler's constructor rejects an option value.
         """
+        conditional = any(p.when for p in self.params) or bool(self.weight_when)
         try:
-            return SAMPLERS[self.sampler](self, self.run.seed, **self.sampler_args)
+            return SAMPLERS[self.sampler](self.params, self.run.seed, conditional=conditional, **self.sampler_args)
         except (ValueError, TypeError) as e:
             raise SpaceError([f"{self.source}: sampler: {e}"]) from e
 
+    def distributions(self) -> dict[str, Any]:
+        """Every Optuna parameter of the space -> its distribution (task weights as their raw draws)."""
+        out = {p.path: p.distribution for p in self.params}
+        out.update({f"weights.{t}": FloatDistribution(U_LOW, 1.0) for t in self.weight_tasks})
+        return out
 
-def _suggest(trial: optuna.trial.BaseTrial, name: str, d: BaseDistribution) -> Any:
-    if isinstance(d, FloatDistribution):
-        return trial.suggest_float(name, d.low, d.high, log=d.log, step=d.step)
-    if isinstance(d, IntDistribution):
-        return trial.suggest_int(name, d.low, d.high, log=d.log, step=d.step)
-    assert isinstance(d, CategoricalDistribution), d
-    return trial.suggest_categorical(name, d.choices)
+    def fingerprint(self) -> dict[str, Any]:
+        """What makes two runs of a study the same search: the base config, the searched
+        distributions and conditions, the weights, datasets and objective (not the sampler,
+        scheduler or run options, which may change between runs). Plain JSON data."""
+        return {"base": to_dict(config_from_dict(self.base, source=self.source)) if self.base is not None else None,
+                "search": {p.path: {"distribution": _plain(p.distribution), "when": {k: list(v) for k, v in
+                                                                                   p.when.items()}}
+                           for p in self.params},
+                "weights": {"tasks": list(self.weight_tasks), "min": self.weight_min,
+                            "when": {k: list(v) for k, v in self.weight_when.items()}},
+                "datasets": {"pairs": list(self.pairs), "mode": self.mode},
+                "objective": {"metrics": [[m.name, m.direction] for m in self.metrics], "aggregator": self.aggregator}}
+
+    def fingerprint_digest(self) -> str:
+        """A short hash of :meth:`fingerprint`."""
+        text = json.dumps(self.fingerprint(), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _plain(dist: Any) -> dict[str, Any]:
+    from optuna.distributions import distribution_to_json
+
+    return json.loads(distribution_to_json(dist))
 
 
 def load_space(path: str | Path, *, overrides: Mapping[str, Any] | None = None,
@@ -300,11 +272,12 @@ def load_space(path: str | Path, *, overrides: Mapping[str, Any] | None = None,
     file = _find(Path(path))
     source = _display(file)
     try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise SpaceError([f"{source}: cannot read: {e.strerror}"]) from e
-    except yaml.YAMLError as e:
-        raise SpaceError([f"{source}: not valid YAML: {e}"]) from e
+        raw = read_yaml(file, what="a space file")
+    except ConfigError as e:
+        raise SpaceError([line.replace(str(file), source, 1) for line in e.errors]) from e
+    if raw is None:
+        raise SpaceError([f"{source}: the file is empty; a space file needs at least base and search (see "
+                          f"spaces/quickstart.yaml)"])
     if not isinstance(raw, Mapping):
         raise SpaceError([f"{source}: the top level must be a mapping of {', '.join(TOP_KEYS)}, "
                           f"got {type(raw).__name__}"])
@@ -315,26 +288,26 @@ def load_space(path: str | Path, *, overrides: Mapping[str, Any] | None = None,
     ctx = Context(source)
     ctx.check_top(raw)
     ctx.check_base(raw.get("base"))
-    specs = ctx.check_search(raw.get("search"))
-    weight_tasks, weight_min, weight_when = ctx.check_weights(raw.get("weights"), specs)
+    params = ctx.check_search(raw.get("search"))
+    weight_tasks, weight_min, weight_when = blocks.check_weights(ctx, raw.get("weights"), params)
     if not raw.get("search") and "weights" not in raw:
         ctx.err("search", "nothing to search: give search: {dotted.key: spec} or weights: {}")
-    pairs, mode = ctx.check_datasets(raw.get("datasets"))
-    metrics, aggregator = ctx.check_objective(raw.get("objective"))
-    sampler, sampler_args = ctx.check_sampler(raw.get("sampler"), specs, weight_tasks, len(metrics))
-    scheduler, scheduler_args = ctx.check_scheduler(raw.get("scheduler"), metrics)
-    dists = {path: dist for path, dist, _ in specs}
+    pairs, mode = blocks.check_datasets(ctx, raw.get("datasets"))
+    metrics, aggregator = blocks.check_objective(ctx, raw.get("objective"))
+    sampler, sampler_args = blocks.check_sampler(ctx, raw.get("sampler"), params, weight_tasks, len(metrics))
+    scheduler, scheduler_args = blocks.check_scheduler(ctx, raw.get("scheduler"), metrics)
+    dists = {p.path: p.distribution for p in params}
     dists.update({f"weights.{t}": FloatDistribution(U_LOW, 1.0) for t in weight_tasks})
-    enqueue = ctx.check_enqueue(raw.get("enqueue"), dists)
-    run = ctx.check_run(raw.get("run"), overrides or {}, RunOptions)
+    enqueue = blocks.check_enqueue(ctx, raw.get("enqueue"), dists)
+    run = blocks.check_run(ctx, raw.get("run"), overrides or {})
     if ctx.errors:
         raise SpaceError(ctx.errors)
-    assert ctx.cfg is not None and isinstance(run, RunOptions)
+    assert ctx.cfg is not None and run is not None
     run = dataclasses.replace(
         run, storage=run.storage or f"sqlite:///studies/{file.stem}.db", study=run.study or file.stem,
         out=run.out or f"runs/{file.stem}", data=run.data or ctx.cfg.data.root)
     return SearchSpace(
-        source=source, name=file.stem, base=copy.deepcopy(dict(ctx.base_raw)), params=tuple(Param(*s) for s in specs),
+        source=source, name=file.stem, base=copy.deepcopy(dict(ctx.base_raw)), params=tuple(params),
         weight_tasks=weight_tasks, weight_min=weight_min, weight_when=weight_when, pairs=pairs,
         mode=mode, metrics=tuple(Metric(*m) for m in metrics), aggregator=aggregator,  # type: ignore[arg-type]
         sampler=sampler, sampler_args=sampler_args, scheduler=scheduler, scheduler_args=scheduler_args,

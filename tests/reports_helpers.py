@@ -12,6 +12,8 @@ import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 
+from mtl.rundir import RunDir
+from reports.record import JOINT, TrialConfigs
 from tests.conftest import tiny_raw
 
 PAIRS = ["en-de", "ro-en", "et-en"]
@@ -50,7 +52,7 @@ def add(study: optuna.Study, *, state: TrialState = TrialState.COMPLETE, values:
     """Add one finished trial whose per-pair ``metric`` is ``scores`` (its task's pearson and an mae of .5)."""
     scores = scores or {}
     task = metric.split(".")[0]
-    user_attrs = {"values": {"train.lr": cfg["train"]["lr"]}, "config": cfg,
+    user_attrs = {"values": {"train.lr": cfg["train"]["lr"]}, "config": TrialConfigs("joint", {JOINT: cfg}).to_attr(),
                   "run_dir": str(run_dir) if run_dir else None, "step": 8, "seconds": 12.5,
                   "metrics": {p: {task: {"pearson": v, "mae": 0.5}} for p, v in scores.items()},
                   "pair_scores": {metric: scores}, **attrs}
@@ -62,13 +64,13 @@ def add(study: optuna.Study, *, state: TrialState = TrialState.COMPLETE, values:
 
 def write_preds(run_dir: Path, pair: str, task: str, values: np.ndarray, *, start: int = 0) -> None:
     """A sentence-level prediction file as the trainer writes it."""
-    folder = run_dir / "predictions" / f"{pair}.dev"
-    folder.mkdir(parents=True, exist_ok=True)
+    path = RunDir(run_dir).prediction(pair, "dev", task)
+    path.parent.mkdir(parents=True, exist_ok=True)
     lines = [f"{pair}\tmtl\t{start + i}\t{v:.6f}" for i, v in enumerate(values)]
-    (folder / f"{task}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def write_history(run_dir: Path, weights: dict[str, float]) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     lines = [{"step": 1, "loss": {}, "weight": {k: 1.0 for k in weights}}, {"step": 2, "loss": {}, "weight": weights}]
-    (run_dir / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")
+    RunDir(run_dir).history.write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")

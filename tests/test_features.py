@@ -13,10 +13,10 @@ import pytest
 import torch
 import yaml
 
-from mtl.config import LOGPROB_FEATURES, SENTENCE_FEATURES
+from mtl.catalogue import LOGPROB_FEATURES, SENTENCE_FEATURES
 from mtl.data.glassbox import AlignmentStats, align_words, alignment_stats, merge_pieces, word_logprobs
 from mtl.data.mlqe import DataError, read_pair
-from tests.test_mlqe_reader import DA, TSV, _changed, _make_root
+from tests.mlqe_fixtures import DA, TSV, changed, make_root
 
 PAIRS = ["en-de", "et-en", "ro-en", "si-en"]
 DA_TB = "direct-assessments/dev/aa-bb-dev.tar.gz"
@@ -95,15 +95,15 @@ def test_nmt_tokens_align_to_mt_words_on_real_dev(data_root, pair, capsys):
 
 
 def test_reader_returns_tokens_and_logprobs(tmp_path):
-    rows = read_pair(_make_root(tmp_path, da=GLASS_DA), "aa-bb", "dev", word_probas=True)
+    rows = read_pair(make_root(tmp_path, da=GLASS_DA), "aa-bb", "dev", word_probas=True)
     assert rows[1]["nmt_tokens"] == ["D@@", "E", "F"]
     assert rows[1]["nmt_logprobs"] == [-1.0, -2.0, -0.5, -0.25]
-    assert "nmt_tokens" not in read_pair(_make_root(tmp_path / "b", da=GLASS_DA), "aa-bb", "dev")[0]
+    assert "nmt_tokens" not in read_pair(make_root(tmp_path / "b", da=GLASS_DA), "aa-bb", "dev")[0]
 
 
 @pytest.mark.parametrize("member, prefix", [(PROBAS, "word_probas."), (TOKENS, "mt.")])
 def test_missing_word_probas_member_names_tarball_and_pattern(tmp_path, member, prefix):
-    root = _make_root(tmp_path, da=_changed(GLASS_DA, {member: None}))
+    root = make_root(tmp_path, da=changed(GLASS_DA, {member: None}))
     expected = f"{root / DA_TB}: {prefix}*: no such member, expected one whose file name starts with '{prefix}'"
     with pytest.raises(DataError, match=re.escape(expected)):
         read_pair(root, "aa-bb", "dev", word_probas=True)
@@ -111,7 +111,7 @@ def test_missing_word_probas_member_names_tarball_and_pattern(tmp_path, member, 
 
 
 def test_missing_da_tarball_is_named_when_logprobs_are_asked_for(tmp_path):
-    root = _make_root(tmp_path, da=None)
+    root = make_root(tmp_path, da=None)
     with pytest.raises(DataError, match=re.escape(f"{root / DA_TB}: no such tarball, expected the direct-assessments")):
         read_pair(root, "aa-bb", "dev", word_probas=True)
 
@@ -124,7 +124,7 @@ def test_missing_da_tarball_is_named_when_logprobs_are_asked_for(tmp_path):
     ({PROBAS: "-0.1 x -0.3\n-1.0 -2.0 -0.5 -0.25\n"}, PROBAS, 1, "log-prob 'x' is not a number, expected a finite float"),
 ])
 def test_word_probas_errors_name_tarball_member_and_line(tmp_path, changes, member, line, what):
-    root = _make_root(tmp_path, da=_changed(GLASS_DA, changes))
+    root = make_root(tmp_path, da=changed(GLASS_DA, changes))
     with pytest.raises(DataError, match=re.escape(f"{root / DA_TB}: {member}: line {line}: {what}")):
         read_pair(root, "aa-bb", "dev", word_probas=True)
 
@@ -144,11 +144,11 @@ def _load(cfg, root, split="dev", **kw):
 
 
 def test_a_config_asking_for_missing_features_fails_at_loading(tiny, tmp_path):
-    root = _make_root(tmp_path / "no-probas")  # test_mlqe_reader's DA tarball: no word_probas.* member
+    root = make_root(tmp_path / "no-probas")  # test_mlqe_reader's DA tarball: no word_probas.* member
     with pytest.raises(DataError, match=re.escape(f"{root / DA_TB}: word_probas.*: no such member")):
         _load(tiny(features={"sentence": "logprobs"}), root)
     _load(tiny(features={"sentence": "model_score"}), root)  # model_scores alone need no word-probas
-    pe_only = _make_root(tmp_path / "pe-only", da=None)
+    pe_only = make_root(tmp_path / "pe-only", da=None)
     with pytest.raises(DataError, match=re.escape(f"{pe_only / DA_TB}: no such tarball") + r".*model_scores"):
         _load(tiny(features={"sentence": "model_score"}), pe_only)
 
@@ -276,8 +276,10 @@ def test_heads_with_features_train_and_predict_otherwise(tiny, data_root, tmp_pa
 def _space(tmp_path: Path, data_root: Path, cache_dir: Path, *, tasks: dict, search: dict) -> Path:
     from tests.conftest import tiny_raw
 
+    base = tiny_raw(data_root, cache_dir, tasks=tasks)
+    del base["data"]["pairs"]  # datasets.pairs say which
     space = {
-        "base": tiny_raw(data_root, cache_dir, tasks=tasks),
+        "base": base,
         "search": search,
         "datasets": {"pairs": ["ro-en"], "mode": "joint"},
         "sampler": {"name": "random"},

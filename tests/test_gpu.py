@@ -16,16 +16,16 @@ from optuna.trial import TrialState
 
 from mtl.model.multitask import MultiTaskModel
 from mtl.train import train
-from tests.test_search import REPO, _env, _space
+from tests.search_fixtures import REPO, ray_env, space_file
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
 def test_the_trainer_runs_on_the_gpu_and_its_checkpoint_predicts_the_same_on_the_cpu(tiny, tmp_path, precision):
+    from mtl.device import precision as _precision
     from mtl.evaluate import predict_split
     from mtl.predict import _split
-    from mtl.train import _precision
 
     cfg = tiny(tasks={"da": {}, "word_tags": {}, "mlm": {}}, weighting="uncertainty",
                train={"device": "cuda", "precision": precision, "max_steps": 12, "eval_every": 6})
@@ -42,8 +42,10 @@ def test_the_trainer_runs_on_the_gpu_and_its_checkpoint_predicts_the_same_on_the
     # fp32 kernels differ from the CPU's in the last bits; bf16/fp16 keep 8/11 bits of mantissa
     tol = 1e-4 if precision == "fp32" else 2e-2
     assert (gpu - cpu).abs().max() <= tol * max(1.0, cpu.abs().max()), (gpu - cpu).abs().max()
-    agree = sum(a == b for a, b in zip(sum(on_gpu["word_tags"], []), sum(on_cpu["word_tags"], [])))
-    assert agree / len(sum(on_cpu["word_tags"], [])) > (0.999 if precision == "fp32" else 0.97)
+    gpu_tags = [t for row in on_gpu["word_tags"] for t in row]
+    cpu_tags = [t for row in on_cpu["word_tags"] for t in row]
+    agree = sum(a == b for a, b in zip(gpu_tags, cpu_tags))
+    assert agree / len(cpu_tags) > (0.999 if precision == "fp32" else 0.97)
     if precision == "fp32":  # and the metrics the trainer recorded on the GPU come back on the CPU
         rescored = _score_on_cpu(model, cfg)
         assert rescored["metrics"]["en-de"]["da"]["pearson"] == pytest.approx(
@@ -62,12 +64,12 @@ def _score_on_cpu(model, cfg):
 @pytest.mark.ray
 @pytest.mark.slow
 def test_fractional_gpus_pack_trials_on_one_gpu_and_free_its_memory_between_trials(tmp_path, data_root, cache_dir):
-    space = _space(tmp_path, data_root, cache_dir, trials=8, name="gpu", train={"max_steps": 24, "eval_every": 6},
+    space = space_file(tmp_path, data_root, cache_dir, trials=8, name="gpu", train={"max_steps": 24, "eval_every": 6},
                    extra={"scheduler": {"name": "fifo"},
                           "run": {"trials": 8, "out": str(tmp_path / "runs"), "max_concurrent": 4,
                                   "cpus_per_trial": 1, "gpus_per_trial": 0.25, "seed": 3,
                                   "storage": f"sqlite:///{tmp_path / 'gpu.db'}"}})
-    done = subprocess.run([sys.executable, "-m", "search.run", "--space", str(space)], cwd=REPO, env=_env(),
+    done = subprocess.run([sys.executable, "-m", "search.run", "--space", str(space)], cwd=REPO, env=ray_env(),
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
     trials = optuna.load_study(study_name="gpu", storage=f"sqlite:///{tmp_path / 'gpu.db'}").get_trials()

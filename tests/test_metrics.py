@@ -140,7 +140,7 @@ def test_split_mt_tags_seven_tags() -> None:
 
 
 def test_split_mt_tags_rejects_even_length() -> None:
-    with pytest.raises(ValueError, match="odd length 2n\\+1 .*got length 4"):
+    with pytest.raises(ValueError, match=r"odd length 2n\+1 .*got length 4"):
         split_mt_tags([0, 1, 0, 1])
 
 
@@ -197,9 +197,9 @@ def test_post_edit_metrics_mt_baseline() -> None:
 
 
 def test_post_edit_metrics_length_mismatch() -> None:
-    with pytest.raises(ValueError, match="hyps and refs .* got 1 and 2"):
+    with pytest.raises(ValueError, match=r"hyps and refs .* got 1 and 2"):
         post_edit_metrics(["a"], ["a", "b"])
-    with pytest.raises(ValueError, match="mt and refs .* got 1 and 2"):
+    with pytest.raises(ValueError, match=r"mt and refs .* got 1 and 2"):
         post_edit_metrics(["a", "b"], ["a", "b"], mt=["a"])
 
 

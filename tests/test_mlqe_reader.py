@@ -2,37 +2,16 @@
 
 from __future__ import annotations
 
-import io
 import re
-import tarfile
 from pathlib import Path
 
 import pytest
 
 from mtl.data.mlqe import DataError, available_pairs, read_pair
+from tests.mlqe_fixtures import DA, HEADER, PE, TSV, changed, make_root, write_tar
 
 KEYS = {"pair", "index", "src", "mt", "pe", "da", "model_score", "hter", "mt_tags", "src_tags"}
 PAIRS = ["en-de", "et-en", "ro-en", "si-en"]
-
-HEADER = "index\toriginal\ttranslation\tscores\tmean\tz_scores\tz_mean\tmodel_scores\n"
-TSV = "aa-bb-dev/dev.aabb.df.short.tsv"
-DA = {
-    TSV: HEADER
-    + '0\tSay "hi, then.\tA B\t[1, 2]\t1.5\t[0.1, 0.2]\t0.15\t-0.2\n'  # lone quote: QUOTE_NONE
-    + "1\td e\tD E F\t[3, 4]\t3.5\t[0.3, 0.4]\t0.35\t-0.4\n",
-    "aa-bb-dev/dev.doc_ids": "doc1\ndoc1\n",
-    "aa-bb-dev/word-probas/mt.dev.aabb": "ignored\n",
-}
-PE = {
-    "aa-bb-dev/dev.src": "Say \" hi , then .\nd e\n",
-    "aa-bb-dev/dev.mt": "A B\nD E F\n",
-    "aa-bb-dev/dev.pe": "A B C\nD E\n",
-    "aa-bb-dev/dev.hter": "0.500000\n0.000000\n",
-    "aa-bb-dev/dev.tags": "OK BAD OK OK OK\nOK OK OK OK OK OK BAD\n",
-    "aa-bb-dev/dev.source_tags": "OK OK BAD OK OK OK\nOK OK\n",
-    "aa-bb-dev/dev.src-mt.alignments": "0-0\n0-0\n",
-}
-
 
 def _mlqe_root() -> Path:
     """The shared real MLQE-PE root; skips the test when the data is not there."""
@@ -40,35 +19,6 @@ def _mlqe_root() -> Path:
     if not root.is_dir():
         pytest.skip(f"real MLQE-PE data not found at {root}")
     return root
-
-
-def _write_tar(path: Path, members: dict[str, str]) -> None:
-    """Write a .tar.gz at ``path`` holding ``members`` (member name -> utf-8 text)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(path, "w:gz") as tar:
-        for name, text in members.items():
-            data = text.encode("utf-8")
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-
-
-def _make_root(
-    tmp_path: Path, *, da: dict[str, str] | None = DA, pe: dict[str, str] | None = PE, pair: str = "aa-bb"
-) -> Path:
-    """Lay out a synthetic MLQE-PE root with a dev split for ``pair``; None leaves a half out."""
-    root = tmp_path / "mlqe-pe"
-    for folder, members in (("direct-assessments", da), ("post-editing", pe)):
-        (root / folder / "dev").mkdir(parents=True, exist_ok=True)
-        if members is not None:
-            _write_tar(root / folder / "dev" / f"{pair}-dev.tar.gz", members)
-    return root
-
-
-def _changed(members: dict[str, str], changes: dict[str, str | None]) -> dict[str, str]:
-    """Return ``members`` with ``changes`` applied; a None value removes the member."""
-    out = {**members, **changes}
-    return {name: text for name, text in out.items() if text is not None}
 
 
 def test_real_en_de_dev() -> None:
@@ -97,7 +47,7 @@ def test_real_all_pairs_load(split: str, count: int) -> None:
 
 
 def test_synthetic_joins_da_and_pe_by_line(tmp_path: Path) -> None:
-    rows = read_pair(_make_root(tmp_path), "aa-bb", "dev")
+    rows = read_pair(make_root(tmp_path), "aa-bb", "dev")
     assert rows[0] == {
         "pair": "aa-bb",
         "index": 0,
@@ -116,20 +66,20 @@ def test_synthetic_joins_da_and_pe_by_line(tmp_path: Path) -> None:
 def test_members_found_in_any_folder(tmp_path: Path) -> None:
     da = {name.replace("aa-bb-dev/", "blind/nested/"): text for name, text in DA.items()}
     pe = {name.replace("aa-bb-dev/", "aa-bb-test-v2/"): text for name, text in PE.items()}
-    rows = read_pair(_make_root(tmp_path, da=da, pe=pe), "aa-bb", "dev")
+    rows = read_pair(make_root(tmp_path, da=da, pe=pe), "aa-bb", "dev")
     assert [r["da"] for r in rows] == [0.15, 0.35]
     assert [r["hter"] for r in rows] == [0.5, 0.0]
 
 
 def test_pe_only_pair_has_no_da(tmp_path: Path) -> None:
-    rows = read_pair(_make_root(tmp_path, da=None), "aa-bb", "dev")
+    rows = read_pair(make_root(tmp_path, da=None), "aa-bb", "dev")
     assert len(rows) == 2
     assert all(r["da"] is None and r["model_score"] is None for r in rows)
     assert rows[1]["mt_tags"] is not None and rows[1]["mt"] == ["D", "E", "F"]
 
 
 def test_da_only_pair_takes_text_from_da(tmp_path: Path) -> None:
-    rows = read_pair(_make_root(tmp_path, pe=None), "aa-bb", "dev")
+    rows = read_pair(make_root(tmp_path, pe=None), "aa-bb", "dev")
     assert rows[0]["src"] == ["Say", '"hi,', "then."]
     assert rows[1]["mt"] == ["D", "E", "F"]
     for key in ("pe", "hter", "mt_tags", "src_tags"):
@@ -137,8 +87,8 @@ def test_da_only_pair_takes_text_from_da(tmp_path: Path) -> None:
 
 
 def test_optional_pe_members_missing_give_none(tmp_path: Path) -> None:
-    pe = _changed(PE, {"aa-bb-dev/dev.pe": None, "aa-bb-dev/dev.hter": None, "aa-bb-dev/dev.tags": None})
-    rows = read_pair(_make_root(tmp_path, pe=pe), "aa-bb", "dev")
+    pe = changed(PE, {"aa-bb-dev/dev.pe": None, "aa-bb-dev/dev.hter": None, "aa-bb-dev/dev.tags": None})
+    rows = read_pair(make_root(tmp_path, pe=pe), "aa-bb", "dev")
     assert all(r["pe"] is None and r["hter"] is None and r["mt_tags"] is None for r in rows)
     assert rows[0]["src_tags"] == [0, 0, 1, 0, 0, 0]
 
@@ -203,36 +153,36 @@ LINE_ERRORS = [
 def test_line_errors_name_tarball_member_and_line(
     tmp_path: Path, da_changes: dict, pe_changes: dict, tarball: str, member: str, line: int, what: str
 ) -> None:
-    root = _make_root(tmp_path, da=_changed(DA, da_changes), pe=_changed(PE, pe_changes))
+    root = make_root(tmp_path, da=changed(DA, da_changes), pe=changed(PE, pe_changes))
     expected = f"{root / tarball}: {member}: line {line}: {what}"
     with pytest.raises(DataError, match=re.escape(expected)):
         read_pair(root, "aa-bb", "dev")
 
 
 def test_missing_required_member(tmp_path: Path) -> None:
-    root = _make_root(tmp_path, pe=_changed(PE, {"aa-bb-dev/dev.mt": None}))
+    root = make_root(tmp_path, pe=changed(PE, {"aa-bb-dev/dev.mt": None}))
     with pytest.raises(DataError, match=re.escape(f"{root / PE_TB}: *.mt: no such member")):
         read_pair(root, "aa-bb", "dev")
 
 
 def test_duplicate_suffix_members_name_both(tmp_path: Path) -> None:
-    root = _make_root(tmp_path, pe={**PE, "old/dev.src": PE["aa-bb-dev/dev.src"]})
+    root = make_root(tmp_path, pe={**PE, "old/dev.src": PE["aa-bb-dev/dev.src"]})
     expected = f"{root / PE_TB}: aa-bb-dev/dev.src, old/dev.src: both end in '.src'"
     with pytest.raises(DataError, match=re.escape(expected)):
         read_pair(root, "aa-bb", "dev")
 
 
 def test_da_pe_line_count_mismatch_names_both(tmp_path: Path) -> None:
-    da = _changed(DA, {TSV: DA[TSV] + "2\tf\tF\t[5]\t5\t[0.5]\t0.5\t0.1\n"})
-    root = _make_root(tmp_path, da=da)
+    da = changed(DA, {TSV: DA[TSV] + "2\tf\tF\t[5]\t5\t[0.5]\t0.5\t0.1\n"})
+    root = make_root(tmp_path, da=da)
     expected = f"{root / DA_TB}: {TSV}: line 4: 3 segments but {root / PE_TB}: aa-bb-dev/dev.src has 2 lines"
     with pytest.raises(DataError, match=re.escape(expected)):
         read_pair(root, "aa-bb", "dev")
 
 
 def test_unknown_pair_lists_available(tmp_path: Path) -> None:
-    root = _make_root(tmp_path)
-    _write_tar(root / "post-editing" / "dev" / "cc-dd-dev.tar.gz", PE)
+    root = make_root(tmp_path)
+    write_tar(root / "post-editing" / "dev" / "cc-dd-dev.tar.gz", PE)
     assert available_pairs(root, "dev") == ["aa-bb", "cc-dd"]
     da, pe = root / "direct-assessments/dev/fr-en-dev.tar.gz", root / "post-editing/dev/fr-en-dev.tar.gz"
     expected = f"looked for {da} and {pe}; pairs with a dev split: aa-bb, cc-dd"
@@ -241,7 +191,7 @@ def test_unknown_pair_lists_available(tmp_path: Path) -> None:
 
 
 def test_malformed_pair_and_missing_split_list_tarballs(tmp_path: Path) -> None:
-    root = _make_root(tmp_path)
+    root = make_root(tmp_path)
     present = f"tarballs present: {DA_TB}, {PE_TB}"
     with pytest.raises(DataError, match=r"pair 'aabb' is not of the form 'xx-yy'; " + re.escape(present)):
         read_pair(root, "aabb", "dev")

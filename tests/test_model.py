@@ -15,7 +15,7 @@ from mtl.data.dataset import collate, encode_records, load_pair_split
 from mtl.data.mlqe import read_pair
 from mtl.data.tokenizer import cached_tokenizer, load_tokenizer
 from mtl.model.backbones import BACKBONES
-from mtl.model.checkpoints import PACKAGED, CheckpointNotInstalled, Packaged, resolve_pretrained
+from mtl.model.checkpoints import PACKAGED, CheckpointError, CheckpointNotInstalled, Packaged, resolve_pretrained
 from mtl.model.multitask import MultiTaskModel
 from mtl.model.pooling import pool_words
 
@@ -151,7 +151,7 @@ def test_pretrained_checkpoint_of_the_wrong_family_is_refused(tiny, cache_dir, t
     model.encoder.model.save_pretrained(tmp_path)
     tok.save_pretrained(tmp_path)
     wrong = tiny(model={"backbone": "roberta", "pretrained": str(tmp_path)})
-    with pytest.raises(ValueError, match=r"is a 'bert' checkpoint, not 'roberta'.*set model.backbone: bert"):
+    with pytest.raises(CheckpointError, match=r"is a 'bert' checkpoint, not 'roberta'.*set model.backbone: bert"):
         MultiTaskModel.build(wrong, tok)
 
 

@@ -7,9 +7,9 @@ import io
 import json
 import math
 import re
-import tarfile
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -183,7 +183,7 @@ def test_paired_test_says_where_the_winner_is_better_and_where_not(with_predicti
     unc = uncertainty(data, aggregate(data), top=3, n=200)
     assert unc.metric == "da.pearson" and unc.segments == {p: 40 for p in PAIRS} and not unc.notes
     assert set(unc.intervals["en-de"]) == {2, 0, 1}
-    point, lo, hi = unc.intervals["en-de"][2]
+    point, lo, _hi = unc.intervals["en-de"][2]
     assert point == pytest.approx(1.0, abs=1e-6) and lo == pytest.approx(1.0, abs=1e-6)
     tests = {t.pair: t for t in unc.tests}
     assert tests["en-de"].winner == 2 and tests["en-de"].runner_up == 0
@@ -414,7 +414,8 @@ def test_without_plotly_the_report_says_how_to_install_it(ranked, tmp_path):
             f"sys.exit(main(['build', '--storage', 'sqlite:///{tmp_path / 'synth.db'}', '--out', '{tmp_path / 'r'}']))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 2, done.stderr
-    assert done.stderr.strip() == "reports needs plotly: pip install '.[reports]'"
+    assert done.stderr.strip() == ("python -m reports build: the report needs plotly, a dependency of mtlsearch that "
+                                   "is missing here: reinstall mtlsearch (pip install -e .) or pip install plotly")
 
 
 # --- export ------------------------------------------------------------------------------------
@@ -488,7 +489,8 @@ def test_cli_builds_exports_and_ensembles(with_predictions, tmp_path, capsys):
     (["build", "--storage", "sqlite:///{tmp}/synth.db", "--top", "0", "--out", "r"],
      "python -m reports build: --top must be >= 1 and --bootstrap >= 10, got 0 and 1000"),
     (["export", "--storage", "postgresql+nodriver://u@h/db", "--out", "x.yaml"],
-     "python -m reports export: --storage postgresql+nodriver://u@h/db: cannot read it as an Optuna storage: .*"),
+     "python -m reports export: --storage postgresql+nodriver://u@h/db: SQLAlchemy knows no database "
+     "'postgresql+nodriver'.*"),
     (["ensemble", "--storage", "sqlite:///{tmp}/synth.db", "--top", "1", "--out", "x.json"],
      "python -m reports ensemble: --top must be at least 2 to make an ensemble, got 1"),
 ])

@@ -18,8 +18,8 @@ import pytest
 import sqlalchemy
 from optuna.trial import TrialState
 
+from tests.search_fixtures import REPO, ray_env, space_file
 from tests.servers import free_port, postgres_bin, postgres_server, stop_ray
-from tests.test_search import REPO, _env, _space
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 def cluster() -> Iterator[str]:
     """A Ray head of 2 CPUs on 127.0.0.1, stopped at the end. (A second node on the same host
     cannot join on loopback: Ray rewrites a 127.0.0.1 address to the host's outside IP.)"""
-    env, port = _env(), free_port()
+    env, port = {**ray_env(), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}, free_port()  # a head on 127.0.0.1
     try:
         started = subprocess.run(["ray", "start", "--head", f"--port={port}", "--include-dashboard=false",
                                   "--node-ip-address=127.0.0.1", "--num-cpus=2", "--disable-usage-stats"],
@@ -65,7 +65,7 @@ def _two_drivers_one_killed(tmp_path: Path, space: Path, storage: str, address: 
     cmd = [sys.executable, "-m", "search.run", "--space", str(space), "--storage", storage,
            "--address", address, "--heartbeat", "2"]
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
-    procs = [subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=log.open("w"), stderr=subprocess.STDOUT,
+    procs = [subprocess.Popen(cmd, cwd=REPO, env=ray_env(), stdout=log.open("w"), stderr=subprocess.STDOUT,
                               start_new_session=True) for log in logs]
     a, b = procs
     try:
@@ -107,7 +107,7 @@ def _two_drivers_one_killed(tmp_path: Path, space: Path, storage: str, address: 
 
 
 def _shared_space(tmp_path: Path, data_root: Path, cache_dir: Path) -> Path:
-    return _space(tmp_path, data_root, cache_dir, trials=6, name="shared", train={"max_steps": 16},
+    return space_file(tmp_path, data_root, cache_dir, trials=6, name="shared", train={"max_steps": 16},
                   extra={"scheduler": {"name": "fifo"},
                          "run": {"trials": 6, "out": str(tmp_path / "runs"), "max_concurrent": 1,
                                  "cpus_per_trial": 1, "seed": 3}})
@@ -129,14 +129,14 @@ def test_two_drivers_share_a_postgresql_study_and_rerun_a_killed_drivers_trial(t
 
 @pytest.mark.parametrize("max_failures", [0, 1])
 def test_a_killed_trial_process_fails_with_its_reason_or_restarts(tmp_path, data_root, cache_dir, max_failures):
-    space = _space(tmp_path, data_root, cache_dir, trials=4, name="victim", train={"max_steps": 40, "eval_every": 4},
+    space = space_file(tmp_path, data_root, cache_dir, trials=4, name="victim", train={"max_steps": 40, "eval_every": 4},
                    extra={"scheduler": {"name": "fifo"},
                           "run": {"trials": 4, "out": str(tmp_path / "runs"), "max_concurrent": 1,
                                   "cpus_per_trial": 1, "seed": 3,
                                   "storage": f"sqlite:///{tmp_path / 'victim.db'}"}})
     log = tmp_path / "driver.log"
     driver = subprocess.Popen([sys.executable, "-m", "search.run", "--space", str(space),
-                               "--max-failures", str(max_failures)], cwd=REPO, env=_env(), stdout=log.open("w"),
+                               "--max-failures", str(max_failures)], cwd=REPO, env=ray_env(), stdout=log.open("w"),
                               stderr=subprocess.STDOUT, start_new_session=True)
     worker_file = tmp_path / "runs" / "trial-0000" / "worker.json"
     history = tmp_path / "runs" / "trial-0000" / "history.jsonl"

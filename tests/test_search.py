@@ -17,45 +17,10 @@ import sqlalchemy
 import yaml
 from optuna.trial import TrialState
 
-from tests.conftest import tiny_raw
+from tests.search_fixtures import REPO, ray_env, space_file, study_of
 from tests.servers import stop_ray
 
-REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.ray
-
-
-def _space(tmp_path: Path, data_root: Path, cache_dir: Path, *, trials: int = 6, extra: dict | None = None,
-           name: str = "tiny", train: dict | None = None) -> Path:
-    base = tiny_raw(data_root, cache_dir, train={"max_steps": 8, "eval_every": 2, **(train or {})})
-    base["data"]["max_train_samples"] = 48
-    base["data"]["max_eval_samples"] = 24
-    space = {
-        "base": base,
-        "search": {"train.lr": {"type": "float", "low": 1e-4, "high": 3e-2, "log": True},
-                   "weighting": {"type": "categorical", "choices": ["fixed", "uncertainty"]}},
-        "weights": {"when": {"weighting": "fixed"}},
-        "datasets": {"pairs": ["en-de"], "mode": "joint"},
-        "scheduler": {"name": "asha", "grace_period": 1, "reduction_factor": 2},
-        "sampler": {"name": "random"},
-        "run": {"trials": trials, "storage": f"sqlite:///{tmp_path / 'studies' / name}.db", "out": str(tmp_path / "runs"),
-                "max_concurrent": 2, "cpus_per_trial": 1, "seed": 3},
-        **(extra or {}),
-    }
-    space = {k: v for k, v in space.items() if v is not None}  # extra={"key": None} drops a key
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(space, sort_keys=False))
-    return path
-
-
-def _study(path: Path, name: str = "tiny") -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=f"sqlite:///{path.parent / 'studies' / name}.db")
-
-
-def _env() -> dict[str, str]:
-    # RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0: Ray's own switch that keeps a node on 127.0.0.1
-    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
-    return {**os.environ, "RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1", "PYTHONPATH": path,
-            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
 def test_a_search_prunes_and_records_everything(tmp_path, data_root, cache_dir, capsys):
@@ -63,10 +28,10 @@ def test_a_search_prunes_and_records_everything(tmp_path, data_root, cache_dir, 
 
     # a warm start that cannot learn (lr tiny) sits below the others at the first rung; one
     # trial at a time, so that ASHA sees the same values in the same order on every run
-    space = _space(tmp_path, data_root, cache_dir, extra={"enqueue": [{"train.lr": 3e-2}, {"train.lr": 1e-4}]})
+    space = space_file(tmp_path, data_root, cache_dir, extra={"enqueue": [{"train.lr": 3e-2}, {"train.lr": 1e-4}]})
     assert main(["--space", str(space), "--max-concurrent", "1"]) == 0
     out = capsys.readouterr()
-    study = _study(space)
+    study = study_of(space)
     trials = study.get_trials()
     states = [t.state for t in trials]
     assert len(trials) == 6 and set(states) <= {TrialState.COMPLETE, TrialState.PRUNED}, states
@@ -91,7 +56,8 @@ def test_a_search_prunes_and_records_everything(tmp_path, data_root, cache_dir, 
 
     cfg = load_config(best)
     winner = max(complete, key=lambda t: t.value)
-    assert cfg.train.lr == pytest.approx(winner.user_attrs["config"]["train"]["lr"])
+    assert winner.user_attrs["config"]["mode"] == "joint"  # one shape: mode and configs
+    assert cfg.train.lr == pytest.approx(winner.user_attrs["config"]["configs"]["all"]["train"]["lr"])
     assert "PRUNED" in out.out and "finished" in out.err  # summary table and progress line
 
 
@@ -99,12 +65,12 @@ def test_nan_trial_fails_with_its_reason_and_the_search_goes_on(tmp_path, data_r
     from search.run import main
 
     # the first trial diverges (lr 1e30, no clipping): the trainer's own check finds a NaN loss
-    space = _space(tmp_path, data_root, cache_dir, trials=3, train={"max_grad_norm": None},
+    space = space_file(tmp_path, data_root, cache_dir, trials=3, train={"max_grad_norm": None},
                    extra={"search": {"train.lr": {"type": "categorical", "choices": [1e30, 3e-3, 1e-3]}},
                           "weights": None, "scheduler": {"name": "fifo"},
                           "enqueue": [{"train.lr": 1e30}, {"train.lr": 3e-3}, {"train.lr": 1e-3}]})
     assert main(["--space", str(space)]) == 0
-    trials = _study(space).get_trials()
+    trials = study_of(space).get_trials()
     assert len(trials) == 3
     failed = trials[0]
     assert failed.state == TrialState.FAIL
@@ -116,7 +82,7 @@ def test_nan_trial_fails_with_its_reason_and_the_search_goes_on(tmp_path, data_r
 def test_too_many_failures_in_a_row_stop_the_search(tmp_path, data_root, cache_dir, capsys):
     from search.run import main
 
-    space = _space(tmp_path, data_root, cache_dir, trials=6, name="failing", train={"max_grad_norm": None},
+    space = space_file(tmp_path, data_root, cache_dir, trials=6, name="failing", train={"max_grad_norm": None},
                    extra={"search": {"train.lr": {"type": "categorical", "choices": [1e30]}}, "weights": None,
                           "scheduler": {"name": "fifo"}})
     raw = yaml.safe_load(space.read_text())
@@ -124,7 +90,7 @@ def test_too_many_failures_in_a_row_stop_the_search(tmp_path, data_root, cache_d
     space.write_text(yaml.safe_dump(raw))
     assert main(["--space", str(space)]) == 1
     assert "2 trials failed in a row (limit 2): stopping" in capsys.readouterr().err
-    trials = _study(space, "failing").get_trials()
+    trials = study_of(space, "failing").get_trials()
     assert [t.state for t in trials] == [TrialState.FAIL] * 2
 
 
@@ -132,13 +98,13 @@ def test_per_pair_mode_trains_each_pair_as_its_own_ray_task(tmp_path, data_root,
     from search.run import main
 
     # the third trial diverges: a pair's task fails, and the trial is FAIL with that pair's reason
-    space = _space(tmp_path, data_root, cache_dir, trials=3, name="pp", train={"max_grad_norm": None},
+    space = space_file(tmp_path, data_root, cache_dir, trials=3, name="pp", train={"max_grad_norm": None},
                    extra={"datasets": {"pairs": ["en-de", "ro-en"], "mode": "per_pair"},
                           "search": {"train.lr": {"type": "categorical", "choices": [1e-3, 3e-3, 1e30]}},
                           "weights": None, "enqueue": [{"train.lr": v} for v in (1e-3, 3e-3, 1e30)],
                           "scheduler": {"name": "fifo"}, "objective": {"metrics": ["da.pearson"], "aggregator": "worst"}})
     assert main(["--space", str(space), "--cpus-per-trial", "2", "--max-concurrent", "1"]) == 0
-    trials = _study(space, "pp").get_trials()
+    trials = study_of(space, "pp").get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2 + [TrialState.FAIL]
     assert "TrainingDiverged" in trials[2].user_attrs["fail_reason"]
     for t in trials[:2]:
@@ -156,11 +122,11 @@ def test_per_pair_mode_trains_each_pair_as_its_own_ray_task(tmp_path, data_root,
 def test_several_objectives_make_a_pareto_study(tmp_path, data_root, cache_dir):
     from search.run import main
 
-    space = _space(tmp_path, data_root, cache_dir, trials=2, name="mo",
+    space = space_file(tmp_path, data_root, cache_dir, trials=2, name="mo",
                    extra={"objective": {"metrics": ["da.pearson", {"metric": "da.mae", "direction": "minimize"}]},
                           "scheduler": None, "sampler": None})
     assert main(["--space", str(space)]) == 0
-    study = _study(space, "mo")
+    study = study_of(space, "mo")
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
     for t in study.get_trials():
         assert t.state == TrialState.COMPLETE and len(t.values) == 2
@@ -183,17 +149,17 @@ def test_time_budget_interrupts_and_the_next_run_resumes_from_checkpoints(tmp_pa
         return [json.loads(line)["step"] for line in lines if "loss" in json.loads(line)]
 
     # runs far longer than the budget on any machine; a checkpoint every 5 steps
-    space = _space(tmp_path, data_root, cache_dir, trials=2, name="budget", extra={"scheduler": {"name": "fifo"}},
+    space = space_file(tmp_path, data_root, cache_dir, trials=2, name="budget", extra={"scheduler": {"name": "fifo"}},
                    train={"max_steps": 100000, "eval_every": 5})
     main(["--space", str(space), "--time-budget", "20"])
     assert "the --time-budget of 20 s ran out with 2 of 2 trials to go" in capsys.readouterr().err
-    cut = [t for t in _study(space, "budget").get_trials() if t.user_attrs.get("interrupted")]
+    cut = [t for t in study_of(space, "budget").get_trials() if t.user_attrs.get("interrupted")]
     assert len(cut) == 2 and all("--time-budget ran out" in t.user_attrs["fail_reason"] for t in cut)
     reached = {t.number: max(steps(t.user_attrs["run_dir"])) for t in cut}
     assert all(step >= 5 for step in reached.values()), reached  # each has a checkpoint to resume from
 
     main(["--space", str(space), "--time-budget", "20"])
-    trials = _study(space, "budget").get_trials()
+    trials = study_of(space, "budget").get_trials()
     for t in cut:  # the same config again, in the same folder, continuing its one learning curve
         retry = next(r for r in trials if r.user_attrs.get("retry_of") == t.number)
         assert retry.params == t.params and retry.user_attrs["run_dir"] == t.user_attrs["run_dir"]
@@ -204,19 +170,22 @@ def test_time_budget_interrupts_and_the_next_run_resumes_from_checkpoints(tmp_pa
 def test_a_resumed_asha_prunes_against_the_trials_already_finished(tmp_path, data_root, cache_dir):
     from optuna.distributions import FloatDistribution
 
+    from mtl.registry import load_object
+    from search.schedulers import SCHEDULERS
     from search.space import load_space
     from search.study import Study
-    from search.tune import SCHEDULERS, _seed_rungs
+    from search.tune import _seed_rungs
 
-    space = load_space(_space(tmp_path, data_root, cache_dir))
-    study = Study(space, storage=space.run.storage, name="tiny", out=tmp_path / "runs", data_root=str(data_root),
-                  budget=6, max_failures_in_a_row=3)
-    study.open()
+    space = load_space(space_file(tmp_path, data_root, cache_dir))
+    study = Study.open(space, storage=space.run.storage, name="tiny", out=tmp_path / "runs",
+                       data_root=str(data_root), budget=6, max_failures_in_a_row=3)
+    study.close()
     for value in (0.1, 0.5):
-        study.study.add_trial(optuna.trial.create_trial(
+        study.optuna.add_trial(optuna.trial.create_trial(
             params={"train.lr": 1e-3}, distributions={"train.lr": FloatDistribution(1e-4, 3e-2, log=True)},
             value=value, intermediate_values={2: value - 0.05, 4: value}))
-    scheduler = SCHEDULERS["asha"]("score", "max", {"max_t": 4})
+    row = SCHEDULERS["asha"]
+    scheduler = load_object(row.cls)(**row.arguments({"max_t": 4}, metric="score", mode="max"))
     _seed_rungs(scheduler, study)
     rungs = {milestone: recorded for milestone, recorded in scheduler._brackets[0]._rungs}
     assert rungs[1] == {"study-0": pytest.approx(0.05), "study-1": pytest.approx(0.45)}
@@ -226,7 +195,7 @@ def test_a_resumed_asha_prunes_against_the_trials_already_finished(tmp_path, dat
 def test_dry_run_validates_and_samples_without_training(tmp_path, data_root, cache_dir, capsys):
     from search.run import main
 
-    space = _space(tmp_path, data_root, cache_dir)
+    space = space_file(tmp_path, data_root, cache_dir)
     assert main(["--space", str(space), "--dry-run", "--trials", "11"]) == 0
     out = capsys.readouterr().out
     assert "trials     11" in out and "sampler    random" in out and "scheduler  asha" in out
@@ -245,19 +214,19 @@ def test_space_errors_are_reported_before_anything_starts(tmp_path, capsys):
 
 
 def test_every_scheduler_the_space_accepts_is_built_by_ray():
-    from search.samplers import SCHEDULER_OPTIONS
-    from search.tune import SCHEDULERS
+    from mtl.registry import load_object
+    from search.schedulers import SCHEDULERS
 
-    assert set(SCHEDULER_OPTIONS) == set(SCHEDULERS)
-    for name, options in SCHEDULER_OPTIONS.items():  # every option the space validates is one Ray takes
-        args = {k: (2 if t is int else 2.0) for k, t in options.items()}
-        SCHEDULERS[name]("score", "max", args)
+    for row in SCHEDULERS.values():  # every option the space validates is one Ray takes, defaults too
+        args = {k: (2 if t is int else 2.0) for k, t in row.options.items()}
+        load_object(row.cls)(**row.arguments(args, metric="score", mode="max"))
+        load_object(row.cls)(**row.arguments({}, metric="score", mode="max"))
 
 
 def test_help_needs_neither_torch_nor_ray():
     code = "import sys\nfrom search.run import main\ntry:\n main(['--help'])\nexcept SystemExit: pass\n" \
            "assert 'torch' not in sys.modules and 'ray' not in sys.modules, 'heavy import'"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=_env())
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=ray_env())
     assert done.returncode == 0, done.stderr
     assert "--time-budget" in done.stdout and "optuna-dashboard" in done.stdout
 
@@ -274,11 +243,12 @@ def _finished(study_db: Path, name: str) -> int:
 
 @pytest.mark.slow
 def test_resume_after_sigkill_finishes_the_budget_without_duplicates(tmp_path, data_root, cache_dir):
-    space = _space(tmp_path, data_root, cache_dir, trials=5, name="killed",
+    space = space_file(tmp_path, data_root, cache_dir, trials=5, name="killed",
                    extra={"scheduler": {"name": "fifo"}}, train={"max_steps": 16})
     cmd = [sys.executable, "-m", "search.run", "--space", str(space)]
-    log = open(tmp_path / "first.log", "w")
-    first = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    with open(tmp_path / "first.log", "w") as log:  # the child keeps its own copy of the descriptor
+        first = subprocess.Popen(cmd, cwd=REPO, env=ray_env(), stdout=log, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
     db = tmp_path / "studies" / "killed.db"
     deadline = time.monotonic() + 240
     while _finished(db, "killed") < 2:
@@ -292,10 +262,10 @@ def test_resume_after_sigkill_finishes_the_budget_without_duplicates(tmp_path, d
     running = [t.number for t in study.get_trials() if t.state == TrialState.RUNNING]
     assert running, "the kill left no trial running: the test did not test resume"
 
-    second = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+    second = subprocess.run(cmd, cwd=REPO, env=ray_env(), capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "resuming study 'killed'" in second.stderr
-    trials = _study(space, "killed").get_trials()
+    trials = study_of(space, "killed").get_trials()
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
                 or (t.state == TrialState.FAIL and not t.user_attrs.get("interrupted"))]
     assert len(finished) == 5, [(t.number, t.state, t.user_attrs.get("fail_reason")) for t in trials]
@@ -320,18 +290,18 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_trials_run_on_an_existing_cluster_through_address(tmp_path, data_root, cache_dir):
     port = _free_port()
-    env = _env()
+    env = ray_env()
     start = subprocess.run(["ray", "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
                             "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"],
                            env=env, capture_output=True, text=True, timeout=120)
     assert start.returncode == 0, start.stdout + start.stderr
     try:
-        space = _space(tmp_path, data_root, cache_dir, trials=2, name="cluster", extra={"scheduler": {"name": "fifo"}})
+        space = space_file(tmp_path, data_root, cache_dir, trials=2, name="cluster", extra={"scheduler": {"name": "fifo"}})
         done = subprocess.run([sys.executable, "-m", "search.run", "--space", str(space),
                                "--address", f"127.0.0.1:{port}"], cwd=REPO, env=env,
                               capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stdout + done.stderr
-        study = _study(space, "cluster")
+        study = study_of(space, "cluster")
         assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE] * 2
         assert study.user_attrs["ray_address"] == f"127.0.0.1:{port}"  # the cluster we started, not a new one
     finally:

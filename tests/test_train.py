@@ -11,7 +11,7 @@ import torch
 from mtl.config import dump_config
 from mtl.model.backbones import BACKBONES
 from mtl.model.multitask import MultiTaskModel
-from mtl.train import TrainingDiverged, train
+from mtl.train import RunDirTaken, TrainingDiverged, train
 from mtl.weighting import WEIGHTINGS
 
 
@@ -91,7 +91,7 @@ def test_an_interrupted_run_of_another_config_is_not_resumed(tiny, tmp_path):
         raise _Interrupt()
     with pytest.raises(_Interrupt):
         train(tiny(), out_dir=tmp_path, report=stop)
-    with pytest.raises(ValueError, match=r"holds an interrupted run of another config.*--overwrite"):
+    with pytest.raises(RunDirTaken, match=r"holds a run of another config.*--overwrite"):
         train(tiny(train={"lr": 1e-3}), out_dir=tmp_path)
     train(tiny(train={"lr": 1e-3}), out_dir=tmp_path, resume=False)  # starting over works
 
@@ -106,7 +106,7 @@ def test_every_weighting_strategy_trains(tiny, tmp_path, weighting):
     assert all(v == v and v >= 0 for h in steps for v in h["weight"].values())
     hter = result["metrics"]["en-de"]["hter"]
     assert set(hter) >= {"pearson", "spearman", "mae", "rmse"} and 0 <= hter["mae"] < 1
-    if weighting in ("fixed", "pcgrad"):
+    if WEIGHTINGS[weighting].reads_task_weights:
         assert steps[0]["weight"] == {"da": 1.0, "hter": 0.5, "word_tags": 0.5}
 
 
@@ -198,7 +198,7 @@ print(json.dumps([sorted(tok.get_vocab().items())[:50], split.columns["input_ids
     procs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True, cwd=Path(__file__).resolve().parents[1]) for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    for p, (_out, err) in zip(procs, outs):
         assert p.returncode == 0, err
     assert outs[0][0] == outs[1][0]
     assert not list(tmp_path.rglob("*.tmp*"))  # the loser's scratch copy is gone

@@ -10,7 +10,13 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from mtl.weighting import WEIGHTINGS, DWA, Fixed, GradNorm, PCGrad, Uncertainty, Weighting
+from mtl.weighting import WEIGHTINGS
+from mtl.weighting.base import Weighting
+from mtl.weighting.dwa import DWA
+from mtl.weighting.famo import FAMO
+from mtl.weighting.fixed import Fixed
+from mtl.weighting.gradnorm import GradNorm
+from mtl.weighting.pcgrad import PCGrad
 
 TASKS = ("a", "b")
 OPTIONS = {"dwa": {"period": 2}}  # so DWA's state changes within a few steps
@@ -33,7 +39,7 @@ class Tiny(nn.Module):
 def make(name: str, model: Tiny, **kw: object) -> Weighting:
     kw = {**OPTIONS.get(name, {}), **kw}
     shared = list(model.trunk.parameters())
-    return WEIGHTINGS[name](TASKS, init_weights={"a": 0.3, "b": 2.0}, shared_params=shared, **kw)
+    return WEIGHTINGS[name].load()(TASKS, init_weights={"a": 0.3, "b": 2.0}, shared_params=shared, **kw)
 
 
 def grads(module: nn.Module) -> list[Tensor | None]:
@@ -269,6 +275,60 @@ def test_pcgrad_heads_get_plain_grads() -> None:
             torch.testing.assert_close(p.grad, q.grad)
 
 
+# --- FAMO ----------------------------------------------------------------------------------
+
+
+def _famo(**kw: float) -> FAMO:
+    return FAMO(TASKS, init_weights={"a": 1.0, "b": 1.0}, shared_params=[], **kw)
+
+
+def _losses(a: float, b: float) -> dict[str, Tensor]:
+    return {"a": torch.tensor(a, requires_grad=True), "b": torch.tensor(b, requires_grad=True)}
+
+
+def test_famo_weights_are_inverse_losses_under_equal_logits() -> None:
+    w = _famo().weights(_losses(1.0, 3.0), 0)
+    # z = (1/2, 1/2): w_t = n * (z_t / L_t) / sum(z / L) = 2 * (1/L_t) / (1 + 1/3)
+    torch.testing.assert_close(torch.stack([w["a"], w["b"]]), torch.tensor([1.5, 0.5]))
+    assert not w["a"].requires_grad  # the model's gradient only: the logits move on their own
+
+
+def test_famo_first_logit_step_is_one_learning_rate_toward_the_slow_task() -> None:
+    f = _famo(gamma=0.0, w_lr=0.1)
+    f.backward(_losses(1.0, 1.0), 0)
+    f.backward(_losses(1.0, 1.0), 0)  # a second micro-batch of step 0: nothing moves
+    assert f.logits.abs().sum() == 0
+    f.backward(_losses(0.5, 1.0), 1)  # step 0 ended: nothing to compare yet
+    assert f.logits.abs().sum() == 0
+    f.backward(_losses(0.5, 1.0), 2)  # step 1 ended: a fell (log 2), b did not
+    # Adam's first step moves each logit by w_lr against the sign of its gradient z * (delta - z.delta)
+    torch.testing.assert_close(f.logits, torch.tensor([-0.1, 0.1]))
+    w = f.weights(_losses(1.0, 1.0), 3)
+    assert w["b"] > w["a"]  # the task whose loss did not fall gains weight
+
+
+def test_famo_balances_the_rates_at_which_losses_fall() -> None:
+    f = _famo(w_lr=0.05, gamma=0.0)
+    a, b = 1.0, 1.0
+    rates = []
+    for step in range(200):  # each loss falls in proportion to its weight; b ten times slower per unit
+        w = f.weights(_losses(a, b), step)
+        f.backward(_losses(a, b), step)
+        rates.append((0.01 * float(w["a"]), 0.001 * float(w["b"])))
+        a *= 1 - rates[-1][0]
+        b *= 1 - rates[-1][1]
+    assert rates[0][0] / rates[0][1] == pytest.approx(10.0)  # equal weights: a falls 10x faster
+    assert rates[-1][0] / rates[-1][1] == pytest.approx(1.0, abs=0.05)  # FAMO: both at one rate
+    assert torch.softmax(f.logits, 0)[1] > 0.8  # by weighting the slow task
+
+
+def test_famo_validates() -> None:
+    with pytest.raises(ValueError, match="w_lr > 0"):
+        _famo(w_lr=0.0)
+    with pytest.raises(ValueError, match="gamma >= 0"):
+        _famo(gamma=-1.0)
+
+
 # --- every strategy ------------------------------------------------------------------------
 
 
@@ -343,4 +403,4 @@ def test_state_dict_round_trip_continues_identically(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(set(WEIGHTINGS) - {"fixed"}))
 def test_docstring_cites_a_paper_year(name: str) -> None:
-    assert re.search(r"\((19|20)\d{2}\)", WEIGHTINGS[name].__doc__ or "")
+    assert re.search(r"\((19|20)\d{2}\)", WEIGHTINGS[name].load().__doc__ or "")

@@ -14,17 +14,19 @@ import json
 import logging
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from mtl.config import LOGPROB_FEATURES, FeaturesConfig
-from mtl.data.cache import publish, scratch
+from mtl.catalogue import LOGPROB_FEATURES, SENTENCE_TASKS
+from mtl.config import FeaturesConfig
 from mtl.data.glassbox import alignment_stats, sentence_features, word_logprobs
 from mtl.data.mlqe import DataError, read_pair
+from mtl.files import publish, scratch
 from mtl.model.backbones import Backbone
 
 log = logging.getLogger(__name__)
@@ -86,8 +88,8 @@ def load_pair_split(root: str | Path, pair: str, split: str, *, tokenizer, backb
     """
     import datasets
 
-    logprobs = features is not None and features.needs_logprobs
-    low = features.low_logprob if logprobs else None
+    low = features.low_logprob if features is not None and features.needs_logprobs else None
+    logprobs = low is not None
     fingerprint = _fingerprint(root, pair, split, tokenizer, max_length, pe_max_length, low)
     where = cache_dir / "data" / f"{pair}-{split}-{fingerprint}"
     if (where / "dataset_info.json").exists():
@@ -192,7 +194,7 @@ def batch_order(lengths: Sequence[int], batch_size: int, *, seed: int, epoch: in
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(len(lengths))
     chunk = batch_size * bucket
-    batches = []
+    batches: list[list[int]] = []
     for start in range(0, len(order), chunk):
         part = sorted(order[start:start + chunk], key=lambda i: lengths[i])
         batches.extend([int(i) for i in part[j:j + batch_size]] for j in range(0, len(part), batch_size))
@@ -222,7 +224,9 @@ def collate(columns: dict[str, list], rows: Sequence[int], *, pad_id: int,
                     out[i, :len(s)] = torch.tensor(s)
         return out
 
-    take = lambda key: [columns[key][i] for i in rows]  # noqa: E731
+    def take(key: str) -> list:
+        return [columns[key][i] for i in rows]
+
     ids = take("input_ids")
     batch = {
         "input_ids": pad(ids, pad_id),
@@ -233,7 +237,7 @@ def collate(columns: dict[str, list], rows: Sequence[int], *, pad_id: int,
     }
     if "token_type_ids" in columns:
         batch["token_type_ids"] = pad(take("token_type_ids"), 0)
-    for key in ("da", "hter", "model_score", *(k for k in LOGPROB_FEATURES if k in columns)):
+    for key in (*SENTENCE_TASKS, "model_score", *(k for k in LOGPROB_FEATURES if k in columns)):
         batch[key] = torch.tensor([math.nan if v is None else float(v) for v in take(key)])
     n_mt, n_src = take("n_mt_kept"), take("n_src_kept")
     batch["n_mt"], batch["n_src"] = torch.tensor(n_mt), torch.tensor(n_src)

@@ -16,10 +16,10 @@ is another sentence), the line's words get no log-prob (NaN): the model sees the
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
-from mtl.config import LOGPROB_FEATURES
+from mtl.catalogue import LOGPROB_FEATURES
 
 # Moses escapes and aggressive-hyphen marks, undone before comparing characters.
 _UNESCAPE = (("&quot;", '"'), ("&apos;", "'"), ("&#91;", "["), ("&#93;", "]"), ("&#124;", "|"),

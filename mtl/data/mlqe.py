@@ -18,6 +18,8 @@ import re
 import tarfile
 from pathlib import Path
 
+from mtl.errors import MtlError
+
 _DA_DIR = "direct-assessments"
 _PE_DIR = "post-editing"
 _PAIR = re.compile(r"[a-z]{2}-[a-z]{2}")
@@ -29,7 +31,7 @@ _PROBA_PREFIXES = ("mt.", "word_probas.")  # file names in word-probas/ of a DA 
 _CSV_FIELD_LIMIT = 2**31 - 1  # DA rows hold long lists of scores; the default is 128 KiB
 
 
-class DataError(ValueError):
+class DataError(MtlError, ValueError):
     """A problem in the MLQE-PE files or in the arguments naming them.
 
     The message reads ``<tarball>: <member>: line <n>: <what was wrong>, expected <what>``.
@@ -85,17 +87,7 @@ def read_pair(root: str | os.PathLike, pair: str, split: str, *, word_probas: bo
             (``word_probas``) a missing DA tarball or member.
     """
     root = Path(root)
-    if not _PAIR.fullmatch(pair):
-        raise DataError(f"{root}: pair {pair!r} is not of the form 'xx-yy'; {_present(root)}")
-    _check_split(root, split)
-    da_path = root / _DA_DIR / split / f"{pair}-{split}.tar.gz"
-    pe_path = root / _PE_DIR / split / f"{pair}-{split}.tar.gz"
-    if not da_path.is_file() and not pe_path.is_file():
-        pairs = ", ".join(available_pairs(root, split)) or "none"
-        raise DataError(
-            f"no tarball for {pair} {split}: looked for {da_path} and {pe_path}; "
-            f"pairs with a {split} split: {pairs}"
-        )
+    da_path, pe_path = check_pair(root, pair, split)
     tsv, da = _read_da(da_path) if da_path.is_file() else ("", None)
     pe_names, pe = _read_pe(pe_path) if pe_path.is_file() else ({}, None)
     if da is not None and pe is not None and len(da) != len(pe["src"]):
@@ -104,7 +96,10 @@ def read_pair(root: str | os.PathLike, pair: str, split: str, *, word_probas: bo
             f"{da_path}: {tsv}: line {min(n_da, n_pe) + 2}: {n_da} segments but "
             f"{pe_path}: {pe_names['src']} has {n_pe} lines, expected the same segments"
         )
-    n = len(da) if da is not None else len(pe["src"])
+    n = len(da) if da is not None else len(pe["src"]) if pe is not None else 0
+    if n == 0:
+        empty = da_path if da is not None else pe_path
+        raise DataError(f"{empty}: no segment in {pair} {split}, expected at least one")
     segments = [_segment(pair, i, da[i] if da is not None else None, pe) for i in range(n)]
     if word_probas:
         if da is None:
@@ -116,6 +111,36 @@ def read_pair(root: str | os.PathLike, pair: str, split: str, *, word_probas: bo
     return segments
 
 
+def check_pair(root: str | os.PathLike, pair: str, split: str, *, need_da: bool = False) -> tuple[Path, Path]:
+    """Check that a pair has a tarball for a split, without reading it.
+
+    Args:
+        root: The MLQE-PE root.
+        pair: A language pair such as ``"en-de"``.
+        split: ``"train"``, ``"dev"`` or ``"test"``.
+        need_da: The direct-assessments tarball is needed (DA scores, model_scores, NMT log-probs).
+
+    Returns:
+        The paths of its DA and PE tarballs (either may be missing, not both).
+
+    Raises:
+        DataError: The root, the split or the pair's tarball is missing (the message lists what is there).
+    """
+    root = Path(root)
+    if not _PAIR.fullmatch(pair):
+        raise DataError(f"{root}: pair {pair!r} is not of the form 'xx-yy'; {_present(root)}")
+    _check_split(root, split)
+    da_path = root / _DA_DIR / split / f"{pair}-{split}.tar.gz"
+    pe_path = root / _PE_DIR / split / f"{pair}-{split}.tar.gz"
+    if not da_path.is_file() and not pe_path.is_file():
+        pairs = ", ".join(available_pairs(root, split)) or "none"
+        raise DataError(f"no tarball for {pair} {split}: looked for {da_path} and {pe_path}; "
+                        f"pairs with a {split} split: {pairs}")
+    if need_da and not da_path.is_file():
+        raise DataError(f"{da_path}: no such tarball, expected the direct-assessments tarball of {pair} {split}")
+    return da_path, pe_path
+
+
 def _segment(pair: str, i: int, da: dict | None, pe: dict[str, list] | None) -> dict:
     def pe_field(suffix: str) -> object:
         return pe[suffix][i] if pe is not None and suffix in pe else None
@@ -123,8 +148,8 @@ def _segment(pair: str, i: int, da: dict | None, pe: dict[str, list] | None) -> 
     return {
         "pair": pair,
         "index": i,
-        "src": pe["src"][i] if pe is not None else da["src"],
-        "mt": pe["mt"][i] if pe is not None else da["mt"],
+        "src": pe["src"][i] if pe is not None else (da or {})["src"],
+        "mt": pe["mt"][i] if pe is not None else (da or {})["mt"],
         "pe": pe_field("pe"),
         "da": da["da"] if da is not None else None,
         "model_score": da["model_score"] if da is not None else None,
@@ -236,7 +261,7 @@ def _read_prefixed(path: Path, prefixes: tuple[str, ...]) -> dict[str, tuple[str
                     raise DataError(f"{path}: {found[prefix].name}, {info.name}: both start with '{prefix}', "
                                     "expected exactly one such member")
                 found[prefix] = info
-            return {p: (m.name, _decode(path, m.name, tar.extractfile(m).read())) for p, m in found.items()}
+            return {p: (m.name, _decode(path, m.name, _member(tar, m))) for p, m in found.items()}
     except (tarfile.TarError, OSError, EOFError) as e:
         raise DataError(f"{path}: cannot read it ({e}), expected a gzip-compressed tar archive") from e
 
@@ -256,9 +281,16 @@ def _read_members(path: Path, suffixes: tuple[str, ...]) -> dict[str, tuple[str,
                         "expected exactly one such member"
                     )
                 found[suffix] = info
-            return {s: (m.name, _decode(path, m.name, tar.extractfile(m).read())) for s, m in found.items()}
+            return {s: (m.name, _decode(path, m.name, _member(tar, m))) for s, m in found.items()}
     except (tarfile.TarError, OSError, EOFError) as e:
         raise DataError(f"{path}: cannot read it ({e}), expected a gzip-compressed tar archive") from e
+
+
+def _member(tar: tarfile.TarFile, info: tarfile.TarInfo) -> bytes:
+    f = tar.extractfile(info)
+    if f is None:  # pragma: no cover - only regular files are passed in
+        raise tarfile.TarError(f"{info.name} is not a regular file")
+    return f.read()
 
 
 def _require(path: Path, members: dict[str, tuple[str, str]], suffix: str) -> tuple[str, str]:

@@ -6,10 +6,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
+from typing import Any
 
-from mtl.data.cache import publish, scratch
+from mtl.files import publish, scratch
 from mtl.model.backbones import Backbone
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ def train_tokenizer(backbone: Backbone, texts: Iterable[list[str]], *, vocab_siz
     from tokenizers.processors import TemplateProcessing
 
     sp = backbone.specials
+    trainer: Any
     special_list = [sp["pad"], sp["unk"], sp["cls"], sp["sep"], sp["mask"]]
     if backbone.tokenizer == "wordpiece":
         tok = Tokenizer(models.WordPiece(unk_token=sp["unk"], max_input_chars_per_word=100))

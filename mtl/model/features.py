@@ -1,8 +1,9 @@
 """Glass-box features as head inputs: standardised, then concatenated to what a head reads.
 
-Sentence features (``model_score``, ``lp_*``) go after the pooled sentence vector of `da` /
-`hter`; each MT word's log-prob, and a flag for words without one, go after that word's
-vector for `word_tags` (its gaps then see their neighbours' features too). The mean and
+Sentence features (``model_score``, ``lp_*``) go after the pooled sentence vector of the heads
+that take them; word features (each MT word's log-prob), and a flag for words without one, go
+after that word's vector (word_tags: its gaps then see their neighbours' features too). Each
+feature's row in `mtl.catalogue.FEATURES` says which it is. The mean and
 standard deviation come from the training split (`feature_stats`) and travel with the
 checkpoint (`STATS_FILE`), so evaluation and prediction need no training data.
 """
@@ -16,10 +17,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from mtl.catalogue import FEATURES
 from mtl.config import RunConfig
+from mtl.files import write_json
 from mtl.model.heads.base import Encoded
 
 STATS_FILE = "feature_stats.json"
+
+
+def _word_level(names: tuple[str, ...]) -> bool:
+    return any(FEATURES[n].level == "word" for n in names)
 
 
 def feature_stats(columns: dict[str, list], cfg: RunConfig) -> dict[str, dict[str, float]]:
@@ -48,7 +55,7 @@ def feature_stats(columns: dict[str, list], cfg: RunConfig) -> dict[str, dict[st
 
 def save_stats(stats: dict[str, dict[str, float]], folder: str | Path) -> None:
     """Write the statistics beside the checkpoint's weights."""
-    (Path(folder) / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
+    write_json(Path(folder) / STATS_FILE, stats)
 
 
 def load_stats(folder: str | Path) -> dict[str, dict[str, float]] | None:
@@ -76,7 +83,7 @@ class GlassBox(nn.Module):
     def width(self, task: str) -> int:
         """Extra inputs of the task's head: one per feature, plus a missing-word flag at the word level."""
         names = self.inputs.get(task, ())
-        return len(names) + (1 if task == "word_tags" and names else 0)
+        return len(names) + (1 if _word_level(names) else 0)
 
     def _standard(self, name: str, values: torch.Tensor) -> torch.Tensor:
         return (values - getattr(self, f"mean_{name}")) / getattr(self, f"std_{name}")
@@ -87,7 +94,7 @@ class GlassBox(nn.Module):
         if not names:
             return enc
         batch = enc.batch
-        if task == "word_tags":
+        if _word_level(names):
             n = enc.words("mt").shape[1]
             values = torch.stack([self._standard(k, batch[k][:, :n]) for k in names], -1)  # [B, W, F]
             missing = torch.isnan(values[..., :1])

@@ -9,18 +9,20 @@ own by `transformers.AutoModel.from_pretrained`), the tokenizer files, `heads.sa
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
-from mtl.config import RunConfig, dump_config, load_config
+from mtl.catalogue import TASKS
+from mtl.config import ConfigError, RunConfig, dump_config, load_config
 from mtl.data.tokenizer import load_tokenizer
+from mtl.files import recover_dir, replace_dir, scratch
 from mtl.model.backbones import BACKBONES
-from mtl.model.checkpoints import resolve_pretrained
+from mtl.model.checkpoints import CheckpointError, resolve_pretrained
 from mtl.model.encoder import Encoder
 from mtl.model.features import GlassBox, load_stats, save_stats
-from mtl.model.heads import TASKS, Encoded
+from mtl.model.heads.base import Encoded, Head
 from mtl.registry import lookup
 
 HEADS_FILE = "heads.safetensors"
@@ -38,19 +40,23 @@ class MultiTaskModel(nn.Module):
         self.tokenizer = tokenizer
         self.features = GlassBox(cfg, feature_stats)
 
-        def head(name: str, task_cfg: Any) -> nn.Module:
+        def head(name: str, task_cfg: Any) -> Head:
             width = self.features.width(name)  # only heads fed features (the config checks which) take it
-            return lookup(TASKS, name, where="tasks")(name, task_cfg, hidden_size=encoder.hidden_size,
-                                                      model_cfg=cfg.model, tokenizer=tokenizer,
-                                                      **({"extra_inputs": width} if width else {}))
+            head_class = lookup(TASKS, name, where="tasks").head_class()
+            return head_class(name, task_cfg, hidden_size=encoder.hidden_size, model_cfg=cfg.model,
+                              tokenizer=tokenizer, **({"extra_inputs": width} if width else {}))
         self.heads = nn.ModuleDict({name: head(name, task_cfg) for name, task_cfg in cfg.tasks.items()})
-        for head in self.heads.values():
-            if hasattr(head, "init_from_encoder"):
-                head.init_from_encoder(encoder.model.get_input_embeddings())
+        for h in self.task_heads.values():
+            h.init_from_encoder(encoder.model.get_input_embeddings())
+
+    @property
+    def task_heads(self) -> dict[str, Head]:
+        """The heads by task name, typed (``heads`` is their ModuleDict)."""
+        return {name: cast(Head, h) for name, h in self.heads.items()}
 
     @classmethod
     def build(cls, cfg: RunConfig, tokenizer: Any, *,
-              feature_stats: dict[str, dict[str, float]] | None = None) -> "MultiTaskModel":
+              feature_stats: dict[str, dict[str, float]] | None = None) -> MultiTaskModel:
         """The encoder from `model.pretrained`, or a new one at the config's size.
 
         Args:
@@ -83,7 +89,7 @@ class MultiTaskModel(nn.Module):
         """Per-task losses; a task with no labelled row in the batch is absent."""
         enc = self.encode(batch)
         losses = {}
-        for name, head in self.heads.items():
+        for name, head in self.task_heads.items():
             loss = head.loss(self.features(name, enc))
             if loss is not None:
                 losses[name] = loss
@@ -93,33 +99,53 @@ class MultiTaskModel(nn.Module):
     def predict(self, batch: dict[str, torch.Tensor], *, generator: torch.Generator | None = None) -> dict[str, list]:
         """Per-task predictions, one per row."""
         enc = self.encode(batch, generator=generator)
-        return {name: head.predict(self.features(name, enc)) for name, head in self.heads.items()}
+        return {name: head.predict(self.features(name, enc)) for name, head in self.task_heads.items()}
 
     def save_pretrained(self, path: str | Path) -> None:
-        """Write the checkpoint folder (see the module docstring)."""
+        """Write the checkpoint folder (see the module docstring), whole or not at all: it is
+        written beside ``path`` and then put in its place."""
         from safetensors.torch import save_file
 
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        self.encoder.model.save_pretrained(str(path))
-        self.tokenizer.save_pretrained(str(path))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = scratch(path)
+        tmp.mkdir(exist_ok=True)
+        self.encoder.model.save_pretrained(str(tmp))
+        self.tokenizer.save_pretrained(str(tmp))
         state = {k: v.detach().cpu().contiguous() for k, v in self.heads.state_dict().items()}
-        save_file(state, str(path / HEADS_FILE))
-        dump_config(self.cfg, path / CONFIG_FILE)
+        save_file(state, str(tmp / HEADS_FILE))
+        dump_config(self.cfg, tmp / CONFIG_FILE)
         if self.features.stats:
-            save_stats(self.features.stats, path)
+            save_stats(self.features.stats, tmp)
+        replace_dir(tmp, path)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, *, map_location: str = "cpu") -> "MultiTaskModel":
-        """Load a checkpoint folder written by `save_pretrained`."""
+    def from_pretrained(cls, path: str | Path, *, map_location: str = "cpu") -> MultiTaskModel:
+        """Load a checkpoint folder written by `save_pretrained`.
+
+        Raises:
+            CheckpointError: The folder is no mtl checkpoint, or a file of it is missing or corrupt.
+        """
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         path = Path(path)
-        if not (path / CONFIG_FILE).exists():
-            raise FileNotFoundError(f"{path}: not an mtl checkpoint (no {CONFIG_FILE})")
-        cfg = load_config(path / CONFIG_FILE)
+        recover_dir(path)
+        if not (path / CONFIG_FILE).is_file():
+            raise CheckpointError(f"{path}: not an mtl checkpoint folder (no {CONFIG_FILE}); expected the "
+                                  f"checkpoint/ folder of a run directory written by `mtl train`")
+        try:
+            cfg = load_config(path / CONFIG_FILE)
+        except ConfigError as e:
+            raise CheckpointError(f"{path}: its {CONFIG_FILE} does not load:\n{e}") from e
         backbone = lookup(BACKBONES, cfg.model.backbone, where=f"{path / CONFIG_FILE}: model.backbone")
-        tokenizer = load_tokenizer(path, backbone)
+        try:
+            tokenizer = load_tokenizer(path, backbone)
+        except (OSError, ValueError) as e:
+            raise CheckpointError(f"{path}: cannot load its tokenizer: {str(e).splitlines()[0]}") from e
         model = cls(cfg, Encoder.from_pretrained(cfg.model.backbone, path), tokenizer, feature_stats=load_stats(path))
-        model.heads.load_state_dict(load_file(str(path / HEADS_FILE), device=map_location))
+        try:
+            model.heads.load_state_dict(load_file(str(path / HEADS_FILE), device=map_location))
+        except (OSError, SafetensorError, RuntimeError) as e:
+            raise CheckpointError(f"{path / HEADS_FILE}: cannot load the task heads: {str(e).splitlines()[0]}") from e
         return model

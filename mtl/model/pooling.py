@@ -17,7 +17,7 @@ def pool_words(hidden: torch.Tensor, word_idx: torch.Tensor, num_words: int, mod
     Returns:
         [batch, num_words, hidden]; words without a token (truncated, padding) are zeros.
     """
-    b, t, h = hidden.shape
+    b, _, h = hidden.shape
     valid = word_idx >= 0
     flat = (torch.arange(b, device=hidden.device)[:, None] * num_words + word_idx.clamp(min=0))[valid]
     vecs = hidden[valid]

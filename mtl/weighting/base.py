@@ -70,6 +70,12 @@ class Weighting(nn.Module, abc.ABC):
                 f"{type(self).__name__} needs at least one shared parameter that requires grad, but got none"
             )
 
+    @classmethod
+    def shared_parameters(cls, encoder: nn.Module) -> list[nn.Parameter]:
+        """The shared parameters this strategy reads gradients of (all of the encoder's here);
+        the trainer passes them as ``shared_params``."""
+        return list(encoder.parameters())
+
     @abc.abstractmethod
     def weights(self, losses: Mapping[str, Tensor], step: int) -> dict[str, Tensor]:
         """The weights in force at ``step`` for the tasks present in ``losses``."""
@@ -88,6 +94,6 @@ class Weighting(nn.Module, abc.ABC):
             The weights in force, task -> float, for logging.
         """
         w = self.weights(losses, step)
-        total = sum(w[t] * losses[t] for t in w)
+        total = torch.stack([w[t] * losses[t] for t in w]).sum()
         apply_scale(total, scale).backward()
         return {t: float(v.detach()) for t, v in w.items()}

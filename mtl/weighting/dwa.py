@@ -29,6 +29,12 @@ class DWA(Weighting):
         ValueError: ``temperature <= 0`` or ``period < 1``.
     """
 
+    period_index: Tensor
+    loss_sum: Tensor
+    loss_count: Tensor
+    avg_prev: Tensor
+    avg_prev2: Tensor
+
     def __init__(
         self,
         tasks: Sequence[str],

@@ -36,6 +36,8 @@ class GradNorm(Weighting):
         ValueError: ``alpha < 0``, or no shared parameter requires grad.
     """
 
+    initial_losses: Tensor
+
     def __init__(
         self,
         tasks: Sequence[str],
@@ -51,6 +53,11 @@ class GradNorm(Weighting):
         self.alpha = float(alpha)
         self.raw_weights = nn.Parameter(torch.zeros(len(self.tasks)))
         self.register_buffer("initial_losses", torch.full((len(self.tasks),), math.nan))
+
+    @classmethod
+    def shared_parameters(cls, encoder: nn.Module) -> list[nn.Parameter]:
+        """The encoder's top layer: the paper measures gradient norms on the last shared layer."""
+        return encoder.last_layer_parameters()  # type: ignore[operator]
 
     def _all_weights(self) -> Tensor:
         soft = F.softplus(self.raw_weights)

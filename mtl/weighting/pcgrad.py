@@ -64,7 +64,7 @@ class PCGrad(Fixed):
         grads = [_flat_grad(apply_scale(w[t] * losses[t], scale), params) for t in w]
         projected = _project(grads, torch.randperm(len(grads)).tolist())
         saved = [None if p.grad is None else p.grad.clone() for p in params]
-        apply_scale(sum(w[t] * losses[t] for t in w), scale).backward()  # heads; pollutes shared
+        apply_scale(torch.stack([w[t] * losses[t] for t in w]).sum(), scale).backward()  # heads; pollutes shared
         for p, old, new in zip(params, saved, projected.split([p.numel() for p in params])):
             new = new.view_as(p) if old is None else old + new.view_as(p)
             if p.grad is None:

@@ -40,6 +40,6 @@ class Uncertainty(Weighting):
     ) -> dict[str, float]:
         """Backpropagate ``sum(0.5 * exp(-s_t) * L_t + 0.5 * s_t)`` into the model and ``s``."""
         w = self.weights(losses, step)
-        total = sum(w[t] * losses[t] + 0.5 * self.log_vars[self.tasks.index(t)] for t in w)
+        total = torch.stack([w[t] * losses[t] + 0.5 * self.log_vars[self.tasks.index(t)] for t in w]).sum()
         apply_scale(total, scale).backward()
         return {t: float(v.detach()) for t, v in w.items()}

@@ -1,4 +1,4 @@
-"""Task heads: a registry of small classes, one file each."""
+"""Task heads, one small class per file; the rows of `mtl.catalogue.TASKS` name them."""
 
 from mtl.model.heads.base import Encoded, Head
 from mtl.model.heads.mlm import MaskedLM
@@ -7,13 +7,4 @@ from mtl.model.heads.regression import SentenceRegression
 from mtl.model.heads.source_tags import SourceTags
 from mtl.model.heads.word_tags import WordTags
 
-TASKS: dict[str, type[Head]] = {
-    "da": SentenceRegression,
-    "hter": SentenceRegression,
-    "word_tags": WordTags,
-    "source_tags": SourceTags,
-    "post_edit": PostEdit,
-    "mlm": MaskedLM,
-}
-
-__all__ = ["TASKS", "Encoded", "Head", "MaskedLM", "PostEdit", "SentenceRegression", "SourceTags", "WordTags"]
+__all__ = ["Encoded", "Head", "MaskedLM", "PostEdit", "SentenceRegression", "SourceTags", "WordTags"]

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from mtl.config import ModelConfig, TaskConfig
+from mtl import metrics as M
+from mtl.config import ModelConfig
 from mtl.model.pooling import pool_words
+from mtl.task_options import TaskConfig
+
+if TYPE_CHECKING:
+    from mtl.data.dataset import PairSplit
+
+Submission = tuple[str, list[str]]
+"""A submission file's name and its lines."""
 
 
 @dataclass
@@ -38,7 +47,7 @@ class Encoded:
             self._words[side] = pool_words(self.hidden, self.batch[f"{side}_word"], n, self.word_pooling)
         return self._words[side]
 
-    def with_inputs(self, *, sentence: torch.Tensor | None = None, mt_words: torch.Tensor | None = None) -> "Encoded":
+    def with_inputs(self, *, sentence: torch.Tensor | None = None, mt_words: torch.Tensor | None = None) -> Encoded:
         """A copy whose pooled vector ([batch, F]) and/or MT word vectors ([batch, words, F])
         have extra inputs appended, e.g. glass-box features."""
         pooled, words = self.pooled, dict(self._words)
@@ -50,13 +59,17 @@ class Encoded:
 
 
 class Head(nn.Module):
-    """A task head: a loss on the batch's labelled rows, and per-row predictions."""
+    """A task head: a loss on the batch's labelled rows, per-row predictions, their scores and
+    their lines in the WMT20 QE submission format. `mtl.evaluate` loops over heads and asks."""
 
     def __init__(self, name: str, cfg: TaskConfig, *, hidden_size: int, model_cfg: ModelConfig,
                  tokenizer: Any) -> None:
         super().__init__()
         self.name = name
         self.cfg = cfg
+
+    def init_from_encoder(self, embeddings: nn.Embedding) -> None:
+        """Start from the (pretrained) encoder's input embeddings where useful (a decoder); no-op here."""
 
     def loss(self, enc: Encoded) -> torch.Tensor | None:
         """Mean loss over the rows that have this task's label; None when none has."""
@@ -65,6 +78,26 @@ class Head(nn.Module):
     def predict(self, enc: Encoded) -> list[Any]:
         """One prediction per row of the batch, in batch order."""
         raise NotImplementedError
+
+    def score(self, split: PairSplit, preds: list[Any]) -> dict[str, float] | None:
+        """The metrics of a split's predictions on the rows with a gold label (None: no row has
+        one); the keys are those of the task's row in `mtl.catalogue.TASKS`."""
+        raise NotImplementedError
+
+    def submission(self, split: PairSplit, preds: list[Any], *, method: str) -> Submission | None:
+        """The WMT20 QE submission file of a split's predictions (None: the task submits nothing)."""
+        return None
+
+
+def full_length_tags(pred: list[int], n_words: int, *, gaps: bool) -> list[int]:
+    """Pad the tags of truncated words with OK (the majority class) to the full sentence."""
+    want = 2 * n_words + 1 if gaps else n_words
+    return list(pred) + [M.OK] * (want - len(pred))
+
+
+def tag_label(tag: int) -> str:
+    """OK or BAD, as the submission files write a tag."""
+    return "BAD" if tag == M.BAD else "OK"
 
 
 def mlp(hidden_size: int, out: int, dropout: float, *, inputs: int | None = None) -> nn.Sequential:

@@ -6,18 +6,25 @@ still see the clean text.
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mtl.config import MLMConfig, ModelConfig
+from mtl.config import ModelConfig
 from mtl.model.heads.base import Encoded, Head
+from mtl.task_options import MLMConfig
+
+if TYPE_CHECKING:
+    from mtl.data.dataset import PairSplit
 
 
 class MaskedLM(Head):
     """BERT-style masking: of the chosen tokens 80 % [MASK], 10 % random, 10 % unchanged."""
+
+    cfg: MLMConfig
 
     def __init__(self, name: str, cfg: MLMConfig, *, hidden_size: int, model_cfg: ModelConfig,
                  tokenizer: Any) -> None:
@@ -29,7 +36,8 @@ class MaskedLM(Head):
     def _masked(self, enc: Encoded) -> tuple[torch.Tensor, torch.Tensor]:
         ids, g = enc.batch["input_ids"], enc.generator
         maskable = (enc.batch["seq"] >= 0) & (enc.batch["attention_mask"] == 1)
-        draw = lambda: torch.rand(ids.shape, generator=g, device="cpu").to(ids.device)  # noqa: E731
+        def draw() -> torch.Tensor:
+            return torch.rand(ids.shape, generator=g, device="cpu").to(ids.device)
         chosen = maskable & (draw() < self.cfg.mask_prob)
         labels = ids.masked_fill(~chosen, -100)
         how = draw()
@@ -58,3 +66,8 @@ class MaskedLM(Head):
         where = labels != -100
         correct = ((guess == labels) & where).sum(1).tolist()
         return list(zip(correct, where.sum(1).tolist()))
+
+    def score(self, split: PairSplit, preds: list[tuple[int, int]]) -> dict[str, float]:
+        """The share of masked tokens recovered (NaN when none was masked)."""
+        correct, total = sum(c for c, _ in preds), sum(n for _, n in preds)
+        return {"accuracy": correct / total if total else math.nan}

@@ -7,18 +7,26 @@ tokens are masked out of the decoder's memory) and writes pe.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mtl.config import ModelConfig, PostEditConfig
-from mtl.model.heads.base import Encoded, Head
+from mtl import metrics as M
+from mtl.config import ModelConfig
+from mtl.model.heads.base import Encoded, Head, Submission
+from mtl.rundir import prediction_file
+from mtl.task_options import PostEditConfig
+
+if TYPE_CHECKING:
+    from mtl.data.dataset import PairSplit
 
 
 class PostEdit(Head):
     """Decoder with its own embeddings (initialised from the encoder's when sizes match)."""
+
+    cfg: PostEditConfig
 
     def __init__(self, name: str, cfg: PostEditConfig, *, hidden_size: int, model_cfg: ModelConfig,
                  tokenizer: Any) -> None:
@@ -107,3 +115,16 @@ class PostEdit(Head):
                 break
         best = max(finished or alive, key=lambda item: item[1] / len(item[0]))
         return [t for t in best[0][1:] if t != self.eos]
+
+    def score(self, split: PairSplit, preds: list[list[str]]) -> dict[str, float] | None:
+        """BLEU, chrF and TER of the post-edits, beside the same for the untouched MT."""
+        cols = split.columns
+        rows = [i for i, g in enumerate(cols["pe"]) if g]
+        if not rows:
+            return None
+        return M.post_edit_metrics([" ".join(preds[i]) for i in rows], [" ".join(cols["pe"][i]) for i in rows],
+                                   mt=[" ".join(cols["mt"][i]) for i in rows])
+
+    def submission(self, split: PairSplit, preds: list[list[str]], *, method: str) -> Submission:
+        """One output per line, in `post_edit.txt`."""
+        return prediction_file(self.name), [" ".join(words) for words in preds]

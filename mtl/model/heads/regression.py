@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.nn import functional as F
 
-from mtl.config import ModelConfig, TaskConfig
-from mtl.model.heads.base import Encoded, Head, mlp
+from mtl import metrics as M
+from mtl.config import ModelConfig
+from mtl.model.heads.base import Encoded, Head, Submission, mlp
+from mtl.rundir import prediction_file
+from mtl.task_options import TaskConfig
+
+if TYPE_CHECKING:
+    from mtl.data.dataset import PairSplit
 
 
 class SentenceRegression(Head):
@@ -32,3 +38,13 @@ class SentenceRegression(Head):
 
     def predict(self, enc: Encoded) -> list[float]:
         return self._scores(enc).tolist()
+
+    def score(self, split: PairSplit, preds: list[float]) -> dict[str, float] | None:
+        gold = split.columns[self.name]
+        rows = [i for i, g in enumerate(gold) if g is not None]
+        return M.sentence_metrics([preds[i] for i in rows], [gold[i] for i in rows]) if rows else None
+
+    def submission(self, split: PairSplit, preds: list[float], *, method: str) -> Submission:
+        """``pair<TAB>method<TAB>segment<TAB>score`` per segment, in `<task>.txt`."""
+        index = split.columns["index"]
+        return prediction_file(self.name), [f"{split.pair}\t{method}\t{index[i]}\t{v:.6f}" for i, v in enumerate(preds)]

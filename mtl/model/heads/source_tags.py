@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.nn import functional as F
 
-from mtl.config import ModelConfig, SourceTagsConfig
-from mtl.model.heads.base import Encoded, Head, mlp
+from mtl import metrics as M
+from mtl.config import ModelConfig
+from mtl.model.heads.base import Encoded, Head, Submission, full_length_tags, mlp, tag_label
+from mtl.rundir import prediction_file
+from mtl.task_options import SourceTagsConfig
+
+if TYPE_CHECKING:
+    from mtl.data.dataset import PairSplit
 
 
 class SourceTags(Head):
     """Tags each kept source word."""
+
+    cfg: SourceTagsConfig
+    class_weight: torch.Tensor
 
     def __init__(self, name: str, cfg: SourceTagsConfig, *, hidden_size: int, model_cfg: ModelConfig,
                  tokenizer: Any) -> None:
@@ -32,3 +41,22 @@ class SourceTags(Head):
     def predict(self, enc: Encoded) -> list[list[int]]:
         tags = self.net(enc.words("src")).argmax(-1).tolist()
         return [tags[i][:n] for i, n in enumerate(enc.batch["n_src"].tolist())]
+
+    def score(self, split: PairSplit, preds: list[list[int]]) -> dict[str, float] | None:
+        cols = split.columns
+        rows = [i for i, g in enumerate(cols["src_tags"]) if g is not None]
+        if not rows:
+            return None
+        pred = [full_length_tags(preds[i], len(cols["src"][i]), gaps=False) for i in rows]
+        scores = M.tag_metrics(pred, [cols["src_tags"][i] for i in rows])
+        return {**scores, "truncated_words": float(split.truncated_words()["src"])}
+
+    def submission(self, split: PairSplit, preds: list[list[int]], *, method: str) -> Submission:
+        """``pair<TAB>method<TAB>source<TAB>segment<TAB>word index<TAB>word<TAB>OK|BAD``, in `source_tags.txt`."""
+        cols, lines = split.columns, []
+        for i, tags in enumerate(preds):
+            words, seg = cols["src"][i], cols["index"][i]
+            tags = full_length_tags(tags, len(words), gaps=False)
+            lines += [f"{split.pair}\t{method}\tsource\t{seg}\t{j}\t{w}\t{tag_label(tags[j])}"
+                      for j, w in enumerate(words)]
+        return prediction_file(self.name), lines

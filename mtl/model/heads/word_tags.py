@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mtl.config import ModelConfig, WordTagsConfig
-from mtl.model.heads.base import Encoded, Head, mlp
+from mtl import metrics as M
+from mtl.config import ModelConfig
+from mtl.model.heads.base import Encoded, Head, Submission, full_length_tags, mlp, tag_label
+from mtl.rundir import prediction_file
+from mtl.task_options import WordTagsConfig
+
+if TYPE_CHECKING:
+    from mtl.data.dataset import PairSplit
 
 
 class WordTags(Head):
     """Tags each kept MT word and each gap around them; returns 2n+1 interleaved tags."""
+
+    cfg: WordTagsConfig
+    class_weight: torch.Tensor
 
     def __init__(self, name: str, cfg: WordTagsConfig, *, hidden_size: int, model_cfg: ModelConfig,
                  tokenizer: Any, extra_inputs: int = 0) -> None:
@@ -65,3 +74,24 @@ class WordTags(Head):
                 tags += [words[i][j], row_gaps[j + 1]]
             out.append(tags)
         return out
+
+    def score(self, split: PairSplit, preds: list[list[int]]) -> dict[str, float] | None:
+        cols = split.columns
+        rows = [i for i, g in enumerate(cols["mt_tags"]) if g is not None]
+        if not rows:
+            return None
+        pred = [full_length_tags(preds[i], len(cols["mt"][i]), gaps=True) for i in rows]
+        scores = M.mt_tag_metrics(pred, [cols["mt_tags"][i] for i in rows])
+        return {**scores, "truncated_words": float(split.truncated_words()["mt"])}
+
+    def submission(self, split: PairSplit, preds: list[list[int]], *, method: str) -> Submission:
+        """``pair<TAB>method<TAB>mt|gap<TAB>segment<TAB>index<TAB>word<TAB>OK|BAD``, in `word_tags.txt`."""
+        cols, lines, pair = split.columns, [], split.pair
+        for i, tags in enumerate(preds):
+            words, seg = cols["mt"][i], cols["index"][i]
+            tags = full_length_tags(tags, len(words), gaps=True)
+            lines += [f"{pair}\t{method}\tmt\t{seg}\t{j}\t{word}\t{tag_label(tags[2 * j + 1])}"
+                      for j, word in enumerate(words)]
+            lines += [f"{pair}\t{method}\tgap\t{seg}\t{j}\tgap\t{tag_label(tags[2 * j])}"
+                      for j in range(len(words) + 1)]
+        return prediction_file(self.name), lines

@@ -1,4 +1,7 @@
-"""From a trial's per-pair metrics to the value(s) the study optimizes.
+"""How one config's per-pair scores become one number: the aggregators, one registry.
+
+The search optimises one of them (a trial's value, as it runs) and the reports rank by all of
+them (against every other config); both ask this registry. Imports nothing heavy.
 
 A space's ``objective`` names metrics (``"da.pearson"``, or ``"objective"``: the trainer's own
 early-stopping value) and one aggregator that turns a metric's per-pair values into one
@@ -27,7 +30,7 @@ from typing import Any, Literal
 Direction = Literal["maximize", "minimize"]
 Aggregator = Callable[..., float]
 
-__all__ = ["AGGREGATORS", "pair_metric"]
+__all__ = ["AGGREGATORS", "Direction", "pair_metric"]
 
 
 def _check(scores: Mapping[str, float]) -> list[float]:

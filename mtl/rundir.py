@@ -1,0 +1,94 @@
+"""The run directory: what a training run writes, under which names. The one owner of the layout.
+
+The trainer writes it, a search's trials add two files to it, the reports read it::
+
+    config.yaml        the resolved trainer config (`python -m mtl train --config` retrains it)
+    checkpoint/        the best checkpoint (mtl.model.multitask.MultiTaskModel.from_pretrained)
+    last/              the state to resume from (weights in safetensors, the rest in JSON)
+    metrics.json       best step, objective and {pair: {task: {metric: value}}}
+    history.jsonl      per step the losses and weights in force; per evaluation the metrics
+    predictions/<pair>.<split>/<task>.txt   the best checkpoint's predictions (WMT20 formats)
+    error.json         (a search's trial) why the trial raised: reason and traceback
+    worker.json        (a search's trial) where it ran and the memory its process held
+
+A per_pair trial of a search keeps one run directory per pair below its own: ``<run>/<pair>/``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mtl.files import read_jsonl
+
+__all__ = ["RunDir", "prediction_file"]
+
+
+def prediction_file(task: str) -> str:
+    """The name of a task's submission file in a predictions folder."""
+    return f"{task}.txt"
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """The files of one run directory."""
+
+    path: Path
+
+    def __init__(self, path: str | Path) -> None:
+        object.__setattr__(self, "path", Path(path))  # a frozen dataclass taking str or Path
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / "checkpoint"
+
+    @property
+    def last(self) -> Path:
+        return self.path / "last"
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / "metrics.json"
+
+    @property
+    def history(self) -> Path:
+        return self.path / "history.jsonl"
+
+    @property
+    def error(self) -> Path:
+        return self.path / "error.json"
+
+    @property
+    def worker(self) -> Path:
+        return self.path / "worker.json"
+
+    def predictions(self, pair: str, split: str) -> Path:
+        """The folder of the prediction files of one pair and split."""
+        return self.path / "predictions" / f"{pair}.{split}"
+
+    def prediction(self, pair: str, split: str, task: str) -> Path:
+        """A task's submission file of one pair and split."""
+        return self.predictions(pair, split) / prediction_file(task)
+
+    def pair(self, pair: str) -> RunDir:
+        """The run directory of one pair of a per_pair trial."""
+        return RunDir(self.path / pair)
+
+    def history_records(self) -> list[dict[str, Any]]:
+        """The lines of history.jsonl, up to a line cut by a crash ([] when there is none)."""
+        return read_jsonl(self.history)
+
+    def read_json(self, name: str) -> dict[str, Any] | None:
+        """``metrics.json``, ``error.json`` or ``worker.json`` as written (None: absent or cut)."""
+        path = self.path / name
+        try:
+            value = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            return None
+        return value if isinstance(value, dict) else None
