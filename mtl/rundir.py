@@ -17,7 +17,6 @@ A per_pair trial of a search keeps one run directory per pair below its own: ``<
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +30,26 @@ def prediction_file(task: str) -> str:
     return f"{task}.txt"
 
 
-@dataclass(frozen=True)
 class RunDir:
-    """The files of one run directory."""
+    """The files of one run directory (a value: two of the same folder are equal)."""
 
-    path: Path
+    __slots__ = ("_path",)
 
     def __init__(self, path: str | Path) -> None:
-        object.__setattr__(self, "path", Path(path))  # a frozen dataclass taking str or Path
+        self._path = Path(path)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RunDir) and other._path == self._path
+
+    def __hash__(self) -> int:
+        return hash(self._path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self._path)!r})"
+
+    @property
+    def path(self) -> Path:
+        return self._path
 
     @property
     def config(self) -> Path:

@@ -137,20 +137,38 @@ def _search(space: Any, *, address: str | None, verbose: bool, allow_change: boo
     run = space.run
     if not verbose:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+    tune = None
+    if address is not None:  # a cluster's resources are known once joined: check them before the study is written
+        tune = _connect(address, verbose=verbose)
+        tune.check_resources(cpus_per_trial=run.cpus_per_trial, gpus_per_trial=run.gpus_per_trial)
     try:
-        Path(run.out).mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise SetupError(f"--out {run.out}: cannot create it: {e.strerror}") from e
-    study = Study.open(space, storage=run.storage, name=run.study, out=run.out, data_root=run.data,
-                       budget=run.trials, max_failures_in_a_row=run.max_failures_in_a_row, heartbeat=run.heartbeat,
-                       allow_space_change=allow_change)
-    try:
-        return _drive(study, run, address=address, verbose=verbose)
+        study = Study.open(space, storage=run.storage, name=run.study, out=run.out, data_root=run.data,
+                           budget=run.trials, max_failures_in_a_row=run.max_failures_in_a_row,
+                           heartbeat=run.heartbeat, allow_space_change=allow_change)
+        try:
+            Path(run.out).mkdir(parents=True, exist_ok=True)
+            return _drive(study, run, address=address, verbose=verbose, tune=tune)
+        except OSError as e:
+            raise SetupError(f"--out {run.out}: cannot create it: {e.strerror}") from e
+        finally:
+            study.close()
     finally:
-        study.close()
+        if tune is not None:
+            tune.disconnect()
 
 
-def _drive(study: Any, run: Any, *, address: str | None, verbose: bool) -> int:
+def _connect(address: str | None, *, verbose: bool) -> Any:
+    """Join (or start) the Ray cluster; returns `search.tune`, the module that imports ray."""
+    from search.cluster import prepare_env
+
+    prepare_env(address, verbose=verbose)  # before `import ray`: Ray reads some of it at import
+    from search import tune
+
+    tune.connect(address, verbose=verbose)
+    return tune
+
+
+def _drive(study: Any, run: Any, *, address: str | None, verbose: bool, tune: Any) -> int:
     counts = study.counts()
     if counts.finished or counts.interrupted:
         print(f"resuming study {run.study!r}: {counts.finished} of {run.trials} trials finished "
@@ -160,18 +178,16 @@ def _drive(study: Any, run: Any, *, address: str | None, verbose: bool) -> int:
         print(f"study {run.study!r} in {run.storage}; watch it with: optuna-dashboard {run.storage}", file=sys.stderr)
     started = time.monotonic()
     if counts.finished < run.trials:
-        from search.cluster import prepare_env
-
-        prepare_env(address, verbose=verbose)  # before `import ray`: Ray reads some of it at import
-        from search import tune
-
-        study.optuna.set_user_attr("ray_address", tune.connect(address, verbose=verbose))
+        own = tune is None
+        tune = tune or _connect(address, verbose=verbose)
+        study.optuna.set_user_attr("ray_address", tune.gcs_address())
         try:
             tune.run_search(study, cpus_per_trial=run.cpus_per_trial, gpus_per_trial=run.gpus_per_trial,
                             max_concurrent=run.max_concurrent, time_budget=run.time_budget, verbose=verbose,
                             max_failures=run.max_failures)
         finally:
-            tune.disconnect()
+            if own:
+                tune.disconnect()
     _summary(study, seconds=time.monotonic() - started)
     best = None
     if study.best_trials():

@@ -89,15 +89,15 @@ def create_or_load(space: SearchSpace, storage: optuna.storages.BaseStorage, *, 
 
 
 def differences(old: Any, new: Any, path: str = "") -> list[str]:
-    """The dotted keys at which two fingerprints differ."""
-    if isinstance(old, Mapping) and isinstance(new, Mapping):
+    """The dotted keys at which two fingerprints differ (a searched key as a whole: ``search.train.lr``)."""
+    if isinstance(old, Mapping) and isinstance(new, Mapping) and path != "search.*":
         out = []
         for key in list(old) + [k for k in new if k not in old]:
             sub = f"{path}.{key}" if path else str(key)
             if key not in old or key not in new:
                 out.append(sub)
-            else:
-                out += differences(old[key], new[key], sub)
+            elif old[key] != new[key]:
+                out += [sub] if path == "search" else differences(old[key], new[key], sub)
         return out
     return [] if old == new else [path or "(everything)"]
 

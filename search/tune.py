@@ -172,11 +172,8 @@ def _ray_error(trial: Any) -> str | None:
     return str(err) if err is not None else None
 
 
-def connect(address: str | None, *, verbose: bool) -> str:
+def connect(address: str | None, *, verbose: bool) -> None:
     """Start a local Ray, or attach to a running cluster (`ray.init(address=...)` only).
-
-    Returns:
-        The address of the cluster's GCS (recorded in the study).
 
     Raises:
         SetupError: Nothing answers at ``address`` (checked within seconds; Ray would retry forever).
@@ -195,7 +192,24 @@ def connect(address: str | None, *, verbose: bool) -> str:
                                            "TOKENIZERS_PARALLELISM": "false"}})
     except ConnectionError as e:
         raise SetupError(f"--address {address}: {str(e).splitlines()[0]}") from e
-    return ray.get_runtime_context().gcs_address
+
+
+def gcs_address() -> str:
+    """The address of the connected cluster's GCS (recorded in the study)."""
+    return str(ray.get_runtime_context().gcs_address)
+
+
+def check_resources(*, cpus_per_trial: float, gpus_per_trial: float) -> None:
+    """Refuse resources per trial that the connected cluster does not have in all (a trial would
+    wait for them forever).
+
+    Raises:
+        SetupError: The numbers: what was asked, what the cluster has.
+    """
+    problem = resource_problem(cpus=cpus_per_trial, gpus=gpus_per_trial, totals=ray.cluster_resources(),
+                               where="this Ray cluster")
+    if problem is not None:
+        raise SetupError(problem)
 
 
 def disconnect() -> None:
@@ -211,10 +225,7 @@ def run_search(study: Study, *, cpus_per_trial: float, gpus_per_trial: float, ma
     Raises:
         SetupError: A trial's resources exceed what the cluster has in all.
     """
-    where = "this Ray cluster"
-    problem = resource_problem(cpus=cpus_per_trial, gpus=gpus_per_trial, totals=ray.cluster_resources(), where=where)
-    if problem is not None:
-        raise SetupError(problem)
+    check_resources(cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial)
     space = study.space
     mode = "max" if space.metrics[0].direction == "maximize" else "min"
     pairs = len(space.pairs)

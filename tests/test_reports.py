@@ -546,3 +546,35 @@ def test_the_report_opens_in_chromium_without_errors_and_every_plot_renders(with
     divs = dict(re.findall(r'id="fig-([a-z]+)"(.*?)(?=id="fig-|$)', dom, flags=re.S))  # each up to the next
     rendered = {name for name, div in divs.items() if 'class="plot-container plotly"' in div and "main-svg" in div}
     assert rendered == expected
+
+
+@pytest.mark.parametrize("stored", ["mode-and-configs", "older-one-config"])
+def test_a_single_pair_per_pair_study_reads_the_pairs_run_directory(tmp_path, data_root, cache_dir, stored):
+    """per_pair with one pair trains into run_dir/<pair>/: the learned weights, the learning curve
+    and the predictions of the report come from there (not from run_dir/), whatever shape stored it."""
+    from reports.aggregate import aggregate
+    from reports.bootstrap import uncertainty
+    from reports.extract import extract
+    from reports.record import TrialConfigs
+
+    study = new_study(tmp_path, pairs=["en-de"])
+    study.set_user_attr("mode", "per_pair")
+    rng = np.random.default_rng(3)
+    gold = _gold(data_root, "en-de", "da", 30)
+    for n, lr in enumerate((1e-3, 3e-3)):
+        cfg = config(data_root, cache_dir, lr=lr, weighting="uncertainty")
+        cfg["data"]["pairs"] = ["en-de"]
+        run = tmp_path / f"trial-{n}"
+        write_history(run / "en-de", {"da": 0.25, "hter": 2.0, "word_tags": 0.75})
+        with (run / "en-de" / "history.jsonl").open("a") as history:  # an evaluation: the learning curve
+            history.write(json.dumps({"step": 2, "objective": 0.4 - n / 10, "eval": {}}) + "\n")
+        write_preds(run / "en-de", "en-de", "da", gold + rng.normal(scale=0.5 + n, size=30))
+        attr = TrialConfigs("per_pair", {"en-de": cfg}).to_attr() if stored == "mode-and-configs" else cfg
+        add(study, values=[0.5 - n / 10], scores={"en-de": 0.5 - n / 10}, cfg=cfg, run_dir=run, config=attr)
+    data = extract(study, importances=False)
+    first = data.trial(0)
+    assert first.configs is not None and first.configs.mode == "per_pair"
+    assert first.weights == {"da": 0.25, "hter": 2.0, "word_tags": 0.75}  # the learned ones, from en-de/
+    assert first.curve == {2: pytest.approx(0.4)}  # the learning curve, from en-de/history.jsonl
+    unc = uncertainty(data, aggregate(data), top=2, n=50)
+    assert not unc.notes and unc.segments == {"en-de": 30}  # the predictions were found under en-de/

@@ -170,3 +170,41 @@ def test_a_killed_trial_process_fails_with_its_reason_or_restarts(tmp_path, data
     assert all(w["parameters_alive_at_start"] == 0 and w["tensor_mb_alive_at_start"] < 1 for w in reused), reused
     rss = [w["rss_mb_at_start"] for w in reused]
     assert rss[-1] - rss[1] < 30, rss
+
+
+def test_two_drivers_on_a_cluster_too_small_for_both_finish(tmp_path, data_root, cache_dir, cluster):
+    """Each driver may run 2 trials at once on a 2-CPU cluster: a driver with nothing left to run
+    gives its processes (and CPUs) back, so the other's waiting trials start; no deadlock."""
+    space = space_file(tmp_path, data_root, cache_dir, trials=6, name="small", train={"max_steps": 6},
+                       extra={"scheduler": {"name": "fifo"}})
+    storage = f"sqlite:///{tmp_path / 'small.db'}"
+    cmd = [sys.executable, "-m", "search.run", "--space", str(space), "--storage", storage, "--address", cluster,
+           "--max-concurrent", "2", "--heartbeat", "2"]
+    logs = [tmp_path / "a.log", tmp_path / "b.log"]
+    procs = []
+    for log in logs:
+        with log.open("w") as out:
+            procs.append(subprocess.Popen(cmd, cwd=REPO, env=ray_env(), stdout=out, stderr=subprocess.STDOUT,
+                                          start_new_session=True))
+    try:
+        for proc, log in zip(procs, logs):
+            assert proc.wait(timeout=420) == 0, log.read_text()
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    trials = _load(storage, "small")
+    assert len(_verdicts(trials)) == 6, [(t.number, t.state.name) for t in trials]
+
+
+def test_resources_the_cluster_lacks_are_refused_before_the_study_is_written(tmp_path, data_root, cache_dir,
+                                                                             cluster):
+    space = space_file(tmp_path, data_root, cache_dir, trials=2, name="big")
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "search.run", "--space", str(space), "--address", cluster,
+                           "--cpus-per-trial", "4"], cwd=REPO, env=ray_env(), capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "--cpus-per-trial (run.cpus_per_trial) 4: this Ray cluster has 2 CPUs in all" in done.stderr
+    assert "Traceback" not in done.stderr and time.monotonic() - started < 60
+    assert not (tmp_path / "studies").exists()

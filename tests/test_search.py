@@ -306,3 +306,77 @@ def test_trials_run_on_an_existing_cluster_through_address(tmp_path, data_root, 
         assert study.user_attrs["ray_address"] == f"127.0.0.1:{port}"  # the cluster we started, not a new one
     finally:
         stop_ray(os.environ["RAY_TMPDIR"])
+
+
+def _listening(pids: set[int]) -> list[tuple[int, str]]:
+    """The TCP sockets in LISTEN state that these processes hold: (pid, address)."""
+    inodes: dict[str, int] = {}
+    for pid in pids:
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes[target[8:-1]] = pid
+        except OSError:  # the process ended meanwhile
+            continue
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                host, port = fields[1].split(":")
+                raw = bytes.fromhex(host)
+                if len(raw) == 4:
+                    ip = socket.inet_ntop(socket.AF_INET, raw[::-1])
+                else:  # four little-endian 32-bit words
+                    ip = socket.inet_ntop(socket.AF_INET6, b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4)))
+                found.append((inodes[fields[9]], f"{ip}:{int(port, 16)}"))
+    return found
+
+
+def _tree(root: int) -> set[int]:
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    tree, grew = {root}, True
+    while grew:
+        grew = False
+        for pid, parent in parents.items():
+            if parent in tree and pid not in tree:
+                tree.add(pid)
+                grew = True
+    return tree
+
+
+def test_a_local_search_listens_on_loopback_only(tmp_path, data_root, cache_dir):
+    """Ray's GCS, raylet, object store and workers of a search's own Ray: every listening socket
+    on 127.0.0.1 or ::1 (the environment does not set Ray's loopback switch: the search does)."""
+    env = ray_env()
+    assert "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" not in env
+    space = space_file(tmp_path, data_root, cache_dir, trials=2, name="sockets", train={"max_steps": 40},
+                       extra={"scheduler": {"name": "fifo"}})
+    with open(tmp_path / "search.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "search.run", "--space", str(space)], cwd=REPO, env=env,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        sockets: list[tuple[int, str]] = []
+        while time.monotonic() < deadline and proc.poll() is None:
+            trials = study_of(space, "sockets").get_trials() if (tmp_path / "studies" / "sockets.db").exists() else []
+            if any(t.state == TrialState.RUNNING for t in trials):
+                time.sleep(3)  # the trial's worker is up
+                sockets = _listening(_tree(proc.pid))
+                break
+            time.sleep(0.5)
+        assert sockets, "no listening socket seen while a trial ran:\n" + (tmp_path / "search.log").read_text()
+        outside = [s for s in sockets if not s[1].startswith(("127.", "::1:", "::ffff:127."))]
+        assert not outside, f"listening beyond loopback: {outside} (all: {sockets})"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        stop_ray(os.environ["RAY_TMPDIR"])
