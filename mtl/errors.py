@@ -10,6 +10,7 @@ bug of ours: its traceback, then one line saying so, exit code 1.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import traceback
@@ -17,6 +18,8 @@ from collections.abc import Callable
 
 __all__ = ["BUG_LINE", "MtlError", "RunFailed", "SetupError", "run_cli"]
 
+ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+"""An OS error with one of these is the machine's state (a full disk, a read-only folder), not a bug."""
 BUG_LINE = "this is a bug of mtlsearch, not of your input: please report it with the traceback above"
 
 
@@ -62,7 +65,14 @@ def run_cli(prog: str, body: Callable[[], int], *, verbose: bool = False) -> int
     except BrokenPipeError:  # `... | head`: the reader left; say nothing more (not even at exit)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    except Exception:  # noqa: BLE001 - the one place that answers what nobody expected
+    except Exception as e:  # noqa: BLE001 - the one place that answers what nobody expected
+        if isinstance(e, OSError) and e.errno in ENVIRONMENT_ERRNOS:  # a full disk, a read-only folder
+            if verbose:
+                traceback.print_exc()
+            where = f"{e.filename}: " if e.filename else ""
+            print(f"{prog}: {where}{e.strerror} (every file written so far is whole; free the space or fix the "
+                  f"permissions, then run the same command again)", file=sys.stderr)
+            return 2
         traceback.print_exc()
         print(f"{prog}: {BUG_LINE}", file=sys.stderr)
         return 1

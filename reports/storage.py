@@ -11,7 +11,7 @@ from mtl.errors import SetupError
 
 __all__ = ["DRIVERS", "SQLITE_WAIT", "parse_url", "storage_error"]
 
-SQLITE_WAIT = 20
+SQLITE_WAIT = 10
 """Seconds a driver waits for a SQLite file another process holds locked (drivers hold it for ms)."""
 DRIVERS = {"postgresql": ("psycopg", "postgres"), "mysql": ("pymysql", None), "mariadb": ("pymysql", None)}
 """Database -> the driver package it needs, and the extra of this project that installs it."""

@@ -366,7 +366,10 @@ def test_a_local_search_listens_on_loopback_only(tmp_path, data_root, cache_dir)
         deadline = time.monotonic() + 240
         sockets: list[tuple[int, str]] = []
         while time.monotonic() < deadline and proc.poll() is None:
-            trials = study_of(space, "sockets").get_trials() if (tmp_path / "studies" / "sockets.db").exists() else []
+            try:
+                trials = study_of(space, "sockets").get_trials()
+            except (KeyError, sqlalchemy.exc.SQLAlchemyError):  # not created yet, or being created
+                trials = []
             if any(t.state == TrialState.RUNNING for t in trials):
                 time.sleep(3)  # the trial's worker is up
                 sockets = _listening(_tree(proc.pid))

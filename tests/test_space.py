@@ -20,6 +20,7 @@ import pytest
 
 import search.samplers
 from mtl.config import ConfigError
+from mtl.weighting import WEIGHTINGS
 from reports.aggregators import AGGREGATORS, pair_metric
 from search.samplers import SAMPLERS
 from search.schedulers import SCHEDULERS
@@ -162,10 +163,12 @@ def test_conditional_params_appear_only_when_their_condition_holds() -> None:
         seen.add(weighting)
         assert ("weighting_args.alpha" in values) == (weighting == "gradnorm")
         assert ("weighting_args.temperature" in values) == (weighting == "dwa")
-        assert ("weights.da" in trial.params) == ("tasks.da.weight" in values) == (weighting in ("fixed", "pcgrad"))
+        assert ("weighting_args.w_lr" in values) == (weighting == "famo")
+        reads = WEIGHTINGS[weighting].reads_task_weights  # the space's weights block: when {weighting: [fixed, pcgrad]}
+        assert ("weights.da" in trial.params) == ("tasks.da.weight" in values) == reads
         assert "model.hidden_size" in values  # when: {model.pretrained: null} holds in base
         study.tell(trial, 0.0)
-    assert seen == {"fixed", "uncertainty", "dwa", "gradnorm", "pcgrad"}
+    assert seen == set(WEIGHTINGS)  # nmt_qe.yaml searches every strategy
 
 
 def test_condition_reads_an_unsampled_parameter_from_base(tmp_path: Path) -> None:

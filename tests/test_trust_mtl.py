@@ -257,3 +257,36 @@ def test_a_resume_state_is_never_unpickled(ctx):
 def test_the_resume_state_is_safetensors_and_json(ctx):
     last = ctx.run / "last"
     assert sorted(p.name for p in last.iterdir()) == ["state.json", "state.safetensors"]
+
+
+def test_a_full_disk_is_one_message_and_what_was_written_stays_whole(ctx, monkeypatch):
+    import errno
+
+    import mtl.files
+
+    real = mtl.files.write_bytes
+
+    def full(path, data):
+        if str(path).endswith("metrics.json"):  # the disk fills up at the very end of the run
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, data)
+
+    monkeypatch.setattr(mtl.files, "write_bytes", full)
+    out = ctx.tmp / "full"
+    call(main, ["train", "--config", ctx.config(), "--out", str(out)]).check(
+        code=2, says=r"metrics\.json: No space left on device \(every file written so far is whole")
+    monkeypatch.undo()
+    again = call(main, ["train", "--config", ctx.config(), "--out", str(out)])  # space freed: the same command
+    assert again.code == 0, again.err
+    assert (out / "metrics.json").is_file() and not list(out.rglob(".*.tmp*"))
+
+
+def test_an_error_nobody_expected_prints_its_traceback_and_says_it_is_a_bug(capsys):
+    from mtl.errors import BUG_LINE, run_cli
+
+    def broken() -> int:
+        raise ZeroDivisionError("a bug")
+
+    assert run_cli("python -m mtl train", broken) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "ZeroDivisionError: a bug" in err and err.strip().endswith(BUG_LINE)

@@ -52,7 +52,10 @@ class Ctx:
 
 @pytest.fixture
 def ctx(tmp_path: Path, data_root: Path, cache_dir: Path) -> Ctx:
-    return Ctx(tmp_path, data_root, cache_dir)
+    """A folder with an existing study (studies/s.db, made by the default space) no mistake may touch."""
+    ctx = Ctx(tmp_path, data_root, cache_dir)
+    _open(ctx.space("existing"))
+    return ctx
 
 
 def _locked(ctx: Ctx) -> str:
@@ -148,6 +151,7 @@ def _read_only(ctx: Ctx) -> str:
 
 @pytest.mark.parametrize("name, argv, says", CASES, ids=[c[0] for c in CASES])
 def test_a_mistake_is_answered_before_anything_runs(ctx, name, argv, says):
+    existing = snapshot(ctx.tmp / "studies")
     args = argv(ctx)
     answer = call(main, args, cwd=ctx.tmp)
     lock = ctx.__dict__.pop("conn", None)
@@ -155,6 +159,7 @@ def test_a_mistake_is_answered_before_anything_runs(ctx, name, argv, says):
         lock.close()
     answer.check(code=2, says=says)
     assert not (ctx.tmp / "runs").exists(), "a trial's folder was made"
+    assert snapshot(ctx.tmp / "studies") == existing, "the existing study changed"
 
 
 # --- nothing mixed ----------------------------------------------------------------------------------
@@ -171,8 +176,7 @@ def _open(path: str, **kw: Any) -> None:
 
 
 def test_a_study_refuses_another_space_before_anything_is_written(ctx):
-    first = ctx.space()
-    _open(first)
+    first = ctx.space("existing")
     db = ctx.tmp / "studies" / "s.db"
     before = snapshot(db)
     edited = ctx.space("edited", search={"train.lr": {"type": "float", "low": 1e-5, "high": 1e-2, "log": True}},
@@ -185,7 +189,8 @@ def test_a_study_refuses_another_space_before_anything_is_written(ctx):
     _open(first)
 
 
-def test_continuing_on_purpose_records_the_change_and_drops_queued_values_outside(ctx):
+def test_continuing_on_purpose_records_the_change_and_drops_queued_values_outside(ctx, tmp_path):
+    (tmp_path / "studies" / "s.db").unlink()  # a study of its own, with a queued config
     first = ctx.space(enqueue=[{"train.lr": 2e-2}])
     _open(first)
     narrower = ctx.space("narrower", search={"train.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
@@ -200,9 +205,16 @@ def test_continuing_on_purpose_records_the_change_and_drops_queued_values_outsid
 
 
 def test_changed_choices_cannot_continue_even_on_purpose(ctx):
-    _open(ctx.space())
     other = ctx.space("other", search={"train.lr": {"type": "float", "low": 1e-4, "high": 3e-2, "log": True},
                               "weighting": {"type": "categorical", "choices": ["fixed", "famo"]}})
     answer = call(main, ["--space", other, "--study", "s", "--storage", f"sqlite:///{ctx.tmp / 'studies' / 's.db'}",
                          "--allow-space-change"], cwd=ctx.tmp)
     answer.check(code=2, says=r"search\.weighting: .*Optuna cannot continue study 's' with it: pick a new --study")
+
+
+def test_a_missing_database_driver_names_the_extra_that_installs_it():
+    from reports.storage import storage_error
+
+    error = storage_error("postgresql://user:secret@dbhost/studies", ModuleNotFoundError("No module named 'psycopg'"))
+    assert str(error) == ("--storage postgresql://user:***@dbhost/studies: the postgresql driver is not installed: "
+                          "pip install -e '.[postgres]'")

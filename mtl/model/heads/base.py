@@ -95,6 +95,19 @@ def full_length_tags(pred: list[int], n_words: int, *, gaps: bool) -> list[int]:
     return list(pred) + [M.OK] * (want - len(pred))
 
 
+def score_tags(split: PairSplit, preds: list[list[int]], *, side: str, gaps: bool,
+               metrics: Callable[[list[list[int]], list[list[int]]], dict[str, float]]) -> dict[str, float] | None:
+    """Tag metrics of one side (``mt`` with its gaps, or ``src``) on the rows with gold tags, the
+    tags of truncated words predicted OK, and how many words truncation cut."""
+    cols = split.columns
+    rows = [i for i, g in enumerate(cols[f"{side}_tags"]) if g is not None]
+    if not rows:
+        return None
+    pred = [full_length_tags(preds[i], len(cols[side][i]), gaps=gaps) for i in rows]
+    scores = metrics(pred, [cols[f"{side}_tags"][i] for i in rows])
+    return {**scores, "truncated_words": float(split.truncated_words()[side])}
+
+
 def tag_label(tag: int) -> str:
     """OK or BAD, as the submission files write a tag."""
     return "BAD" if tag == M.BAD else "OK"

@@ -9,7 +9,7 @@ from torch.nn import functional as F
 
 from mtl import metrics as M
 from mtl.config import ModelConfig
-from mtl.model.heads.base import Encoded, Head, Submission, full_length_tags, mlp, tag_label
+from mtl.model.heads.base import Encoded, Head, Submission, full_length_tags, mlp, score_tags, tag_label
 from mtl.rundir import prediction_file
 from mtl.task_options import SourceTagsConfig
 
@@ -43,13 +43,7 @@ class SourceTags(Head):
         return [tags[i][:n] for i, n in enumerate(enc.batch["n_src"].tolist())]
 
     def score(self, split: PairSplit, preds: list[list[int]]) -> dict[str, float] | None:
-        cols = split.columns
-        rows = [i for i, g in enumerate(cols["src_tags"]) if g is not None]
-        if not rows:
-            return None
-        pred = [full_length_tags(preds[i], len(cols["src"][i]), gaps=False) for i in rows]
-        scores = M.tag_metrics(pred, [cols["src_tags"][i] for i in rows])
-        return {**scores, "truncated_words": float(split.truncated_words()["src"])}
+        return score_tags(split, preds, side="src", gaps=False, metrics=M.tag_metrics)
 
     def submission(self, split: PairSplit, preds: list[list[int]], *, method: str) -> Submission:
         """``pair<TAB>method<TAB>source<TAB>segment<TAB>word index<TAB>word<TAB>OK|BAD``, in `source_tags.txt`."""

@@ -10,7 +10,7 @@ from torch.nn import functional as F
 
 from mtl import metrics as M
 from mtl.config import ModelConfig
-from mtl.model.heads.base import Encoded, Head, Submission, full_length_tags, mlp, tag_label
+from mtl.model.heads.base import Encoded, Head, Submission, full_length_tags, mlp, score_tags, tag_label
 from mtl.rundir import prediction_file
 from mtl.task_options import WordTagsConfig
 
@@ -76,13 +76,7 @@ class WordTags(Head):
         return out
 
     def score(self, split: PairSplit, preds: list[list[int]]) -> dict[str, float] | None:
-        cols = split.columns
-        rows = [i for i, g in enumerate(cols["mt_tags"]) if g is not None]
-        if not rows:
-            return None
-        pred = [full_length_tags(preds[i], len(cols["mt"][i]), gaps=True) for i in rows]
-        scores = M.mt_tag_metrics(pred, [cols["mt_tags"][i] for i in rows])
-        return {**scores, "truncated_words": float(split.truncated_words()["mt"])}
+        return score_tags(split, preds, side="mt", gaps=True, metrics=M.mt_tag_metrics)
 
     def submission(self, split: PairSplit, preds: list[list[int]], *, method: str) -> Submission:
         """``pair<TAB>method<TAB>mt|gap<TAB>segment<TAB>index<TAB>word<TAB>OK|BAD``, in `word_tags.txt`."""
