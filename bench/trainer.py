@@ -117,7 +117,7 @@ def _train_hf(cfg, collate: Callable, *, out_dir: str) -> tuple[float, int, floa
     backbone = BACKBONES[cfg.model.backbone]
     cache = default_cache_dir(cfg.data.cache_dir)
     tokenizer = _tokenizer(cfg, backbone, cache)  # what mtl.train.train uses (cached)
-    split = load_pair_split(cfg.data.root, "en-de", cfg.data.train_split, tokenizer=tokenizer, backbone=backbone,
+    split = load_pair_split(cfg.data.source("en-de"), "en-de", cfg.data.train_split, tokenizer=tokenizer, backbone=backbone,
                             max_length=cfg.model.max_length, pe_max_length=128, cache_dir=cache,
                             max_samples=cfg.data.max_train_samples)
     torch.manual_seed(cfg.train.seed)

@@ -54,6 +54,8 @@ class Task:
     word ones (after each MT word's vector)."""
     auxiliary: bool = False
     """Trains the encoder but is no QE task of its own (a config needs a QE task beside it)."""
+    label: str | None = None
+    """The segment field it learns from (`mtl.data.mlqe.MlqeSource.read`'s keys; None: the text itself)."""
     doc: str = ""
 
     def head_class(self) -> Any:
@@ -69,20 +71,20 @@ _SENTENCE: dict[str, Direction] = {"pearson": MAX, "spearman": MAX, "mae": MIN, 
 
 TASKS: dict[str, Task] = {
     "da": Task(RegressionTaskConfig, "mtl.model.heads.regression:SentenceRegression", _SENTENCE, "pearson",
-               features="sentence", doc="z-scored direct assessment of the translation (sentence level)"),
+               features="sentence", label="da", doc="z-scored direct assessment of the translation (sentence level)"),
     "hter": Task(RegressionTaskConfig, "mtl.model.heads.regression:SentenceRegression", _SENTENCE, "pearson",
-                 features="sentence", doc="human-targeted TER of the post-edit (sentence level)"),
+                 features="sentence", label="hter", doc="human-targeted TER of the post-edit (sentence level)"),
     "word_tags": Task(WordTagsConfig, "mtl.model.heads.word_tags:WordTags",
                       {**_tag_metrics("words_"), **_tag_metrics("gaps_"), **_tag_metrics("all_"),
                        "truncated_words": MIN}, "all_mcc", level="word", features="word",
-                      doc="OK/BAD tags of the MT words and of the gaps between them"),
+                      label="mt_tags", doc="OK/BAD tags of the MT words and of the gaps between them"),
     "source_tags": Task(SourceTagsConfig, "mtl.model.heads.source_tags:SourceTags",
                         {**_tag_metrics(), "truncated_words": MIN}, "mcc", level="word",
-                        doc="OK/BAD tags of the source words"),
+                        label="src_tags", doc="OK/BAD tags of the source words"),
     "post_edit": Task(PostEditConfig, "mtl.model.heads.post_edit:PostEdit",
                       {"bleu": MAX, "chrf": MAX, "ter": MIN, "mt_bleu": MAX, "mt_chrf": MAX, "mt_ter": MIN},
                       "chrf", primary_scale=0.01, level="text",
-                      doc="a decoder that writes the post-edit (or the translation)"),
+                      label="pe", doc="a decoder that writes the post-edit (or the translation)"),
     "mlm": Task(MLMConfig, "mtl.model.heads.mlm:MaskedLM", {"accuracy": MAX}, None, level="none", auxiliary=True,
                 doc="masked LM on the task text (task-adaptive pretraining)"),
 }

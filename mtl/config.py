@@ -24,7 +24,6 @@ from mtl.config_loader import (
     build,
     check,
     deepcopy_plain,
-    read_yaml,
     set_dotted,
     to_dict,
     unknown_key,
@@ -41,6 +40,7 @@ from mtl.task_options import (
     WordTagsConfig,
 )
 from mtl.weighting import WEIGHTINGS
+from mtl.yaml_file import read_yaml
 
 __all__ = ["ConfigError", "DataConfig", "FeaturesConfig", "MLMConfig", "ModelConfig", "PostEditConfig",
            "RegressionTaskConfig", "RunConfig", "SourceTagsConfig", "TaskConfig", "TrainConfig", "WordTagsConfig",

@@ -20,26 +20,12 @@ import types
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal, Union
-
-import yaml
 
 from mtl.errors import MtlError
 
-__all__ = [
-    "ConfigError",
-    "Invalid",
-    "Problem",
-    "build",
-    "check",
-    "get_dotted",
-    "read_yaml",
-    "set_dotted",
-    "to_dict",
-    "unknown_key",
-    "variants",
-]
+__all__ = ["ConfigError", "Invalid", "Problem", "build", "check", "get_dotted", "set_dotted", "to_dict",
+           "unknown_key", "variants"]
 
 
 @dataclass(frozen=True)
@@ -119,77 +105,14 @@ def unknown_key(key: str, valid: Iterable[str], what: str, *, path: str | None =
     return Problem(where, f"unknown key for {what}", f"{suggestion}valid: {', '.join(valid)}", kind="unknown")
 
 
-def variants(table: Callable[[], Mapping[str, type]], what: str) -> dict[str, Any]:
-    """Field metadata: a mapping whose keys name the dataclass of their values, looked up in
-    ``table()`` (e.g. the enabled tasks: name -> options class). ``what`` names a key in messages."""
-    return {"variants": table, "what": what}
+def variants(table: Callable[[], Mapping[str, type]], what: str, *, tag: str | None = None) -> dict[str, Any]:
+    """Field metadata: a mapping whose values are dataclasses looked up in ``table()``: by their
+    key (the enabled tasks: name -> options class), or with ``tag`` by the value of that field of
+    theirs (datasets: ``{source: table, ...}``). ``what`` names an entry in messages."""
+    return {"variants": table, "what": what, "tag": tag}
 
 
 # ---------------------------------------------------------------------------------------
-
-
-class _DuplicateKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing a key written twice in one mapping (PyYAML keeps the last)."""
-
-
-def _mapping_without_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        try:
-            first = seen.setdefault(key, key_node.start_mark.line + 1)
-        except TypeError:  # an unhashable key: the constructor below reports it
-            continue
-        if first != key_node.start_mark.line + 1:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"key {key!r} is written twice (first on line {first}); keep one", key_node.start_mark)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_DuplicateKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
-
-
-def read_yaml(path: str | Path, *, what: str = "a YAML file") -> Any:
-    """Parse a YAML file strictly: UTF-8, and no key written twice in one mapping.
-
-    Args:
-        path: The file.
-        what: What it should be, for messages (``a trainer config``).
-
-    Returns:
-        The parsed document (None for an empty one).
-
-    Raises:
-        ConfigError: The file cannot be read, is not UTF-8, is not valid YAML, or repeats a key;
-            one line naming the file (and the line where YAML found the problem).
-    """
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except IsADirectoryError as e:
-        raise ConfigError([Problem("", f"is a directory, expected {what}")], source=str(path)) from e
-    except FileNotFoundError as e:
-        raise ConfigError([Problem("", "no such file")], source=str(path)) from e
-    except OSError as e:
-        raise ConfigError([Problem("", f"cannot read: {e.strerror}")], source=str(path)) from e
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise ConfigError([Problem(f"line {line}", f"not UTF-8 text ({e.reason})", f"save {what} as UTF-8")],
-                          source=str(path)) from e
-    try:
-        return yaml.load(text, Loader=_DuplicateKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as e:
-        raise ConfigError([Problem("", f"not valid YAML: {_yaml_message(e)}")], source=str(path)) from e
-
-
-def _yaml_message(e: yaml.YAMLError) -> str:
-    mark = getattr(e, "problem_mark", None)
-    problem = getattr(e, "problem", None) or str(e)
-    context = getattr(e, "context", None)
-    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-    return where + (f"{context}: {problem}" if context else str(problem))
 
 
 def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
@@ -288,7 +211,8 @@ def _build(cls: type, raw: Any, path: str, problems: list[Problem]) -> Any:
             continue
         table = fields[key].metadata.get("variants")
         if table is not None:
-            converted = _build_variants(table(), fields[key].metadata["what"], value, key_path, problems)
+            meta = fields[key].metadata
+            converted = _build_variants(table(), meta["what"], meta["tag"], value, key_path, problems)
         else:
             converted = _convert(hints[key], value, key_path, problems)
         if converted is _BAD:
@@ -308,19 +232,24 @@ def _build(cls: type, raw: Any, path: str, problems: list[Problem]) -> Any:
     return _BAD if failed else built
 
 
-def _build_variants(table: Mapping[str, type], what: str, raw: Any, path: str, problems: list[Problem]) -> Any:
+def _build_variants(table: Mapping[str, type], what: str, tag: str | None, raw: Any, path: str,
+                    problems: list[Problem]) -> Any:
     if not isinstance(raw, Mapping):
         problems.append(Problem(path, f"must be a mapping of {what} name -> options, got {raw!r}"))
         return _BAD
     out: dict[str, Any] = {}
     bad = False
     for name, options in raw.items():
-        if name not in table:
-            problem = unknown_key(str(name), table, what, path=f"{path}.{name}")
-            problems.append(dataclasses.replace(problem, message=f"unknown {what} {name!r}"))
+        kind = name if tag is None else (options.get(tag) if isinstance(options, Mapping) else None)
+        if not isinstance(kind, str) or kind not in table:
+            where = f"{path}.{name}" if tag is None else f"{path}.{name}.{tag}"
+            problem = unknown_key(str(kind), table, what, path=where)
+            message = f"unknown {what} {name!r}" if tag is None else \
+                f"unknown {kind!r}" if kind is not None else f"missing, expected the {what}'s {tag}"
+            problems.append(dataclasses.replace(problem, message=message))
             bad = True
             continue
-        built = _build(table[name], options, f"{path}.{name}", problems)
+        built = _build(table[kind], options, f"{path}.{name}", problems)
         if built is _BAD:
             bad = True
         else:

@@ -6,25 +6,39 @@ holds them with the enabled tasks (`mtl.task_options`). Importing this costs not
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from mtl.catalogue import FEATURES, SENTENCE_FEATURES, TASKS, WORD_FEATURES
-from mtl.config_loader import Problem, check, unknown_key
+from mtl.config_loader import Problem, check, unknown_key, variants
+from mtl.data.mlqe import MlqeSource
+from mtl.data.sources import SOURCES, DataSource
 from mtl.model.backbones import BACKBONES
+
+DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 __all__ = ["DataConfig", "FeaturesConfig", "ModelConfig", "TrainConfig", "sentence_takers", "unknown_name"]
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where the MLQE-PE data lives and which parts of it are used."""
+    """Where the data lives and which parts of it are used: MLQE-PE pairs under `root`, and
+    datasets of your own (`datasets`), each trained on jointly and scored on its own."""
 
     root: str = "../shared/data/mlqe-pe"
     """Data root in the published MLQE-PE layout (`data/` of a clone of the public repository)."""
     pairs: tuple[str, ...] = ("en-de",)
-    """Language pairs trained on jointly and evaluated one by one."""
+    """The datasets trained on jointly and evaluated one by one: a name of `datasets`, or an
+    MLQE-PE language pair under `root` (en-de, ro-en, ...)."""
+    datasets: dict[str, Any] = field(default_factory=dict, metadata=variants(lambda: SOURCES, "dataset",
+                                                                              tag="source"))
+    """Datasets by name, each with its `source` (a row of mtl.data.sources.SOURCES): `table` (a
+    TSV, CSV, JSON-lines or Parquet file per split; see mtl.data.tables.TableSource) or `mlqe`
+    (a release in MLQE-PE's layout elsewhere or renamed; see mtl.data.mlqe.MlqeSource)."""
     train_split: str = "train"
     """Split trained on."""
     eval_split: str = "dev"
@@ -40,9 +54,16 @@ class DataConfig:
         problems = []
         if not self.pairs:
             problems.append(Problem("pairs", "must name at least one language pair, got []"))
+        for name in self.datasets:
+            if not DATASET_NAME.fullmatch(str(name)):
+                problems.append(Problem(f"datasets.{name}", f"name {name!r} must be letters, digits, '_', '-' or '.'",
+                                        "it names folders of the run directory"))
         for i, pair in enumerate(self.pairs):
-            if len(pair.split("-")) != 2 or not all(pair.split("-")):
-                problems.append(Problem(f"pairs[{i}]", f"must look like 'en-de', got {pair!r}"))
+            if pair not in self.datasets and (len(pair.split("-")) != 2 or not all(pair.split("-"))):
+                named = f"; datasets: {', '.join(self.datasets)}" if self.datasets else ""
+                problems.append(Problem(f"pairs[{i}]", f"must be a name of data.datasets or an MLQE-PE pair like "
+                                                       f"'en-de', got {pair!r}{named}",
+                                        reads=("datasets",)))
             elif pair in self.pairs[:i]:
                 problems.append(Problem(f"pairs[{i}]", f"{pair!r} is listed twice"))
         for key in ("max_train_samples", "max_eval_samples"):
@@ -53,6 +74,17 @@ class DataConfig:
             if not getattr(self, key):
                 problems.append(Problem(key, "must not be empty"))
         check(problems)
+
+    def source(self, name: str, *, root: str | None = None) -> DataSource:
+        """The source of a dataset: its entry in `datasets`, else the MLQE-PE pair under `root`
+        (``root``: read MLQE-PE from there instead, e.g. ``--data``)."""
+        found: DataSource = self.datasets.get(name) or MlqeSource(root=self.root)
+        return found.with_root(root) if root else found
+
+    def resolved(self) -> DataConfig:
+        """The same data with absolute paths, for a process that runs in another folder."""
+        return dataclasses.replace(self, root=str(Path(self.root).resolve()),
+                                   datasets={k: v.resolved() for k, v in self.datasets.items()})
 
 
 @dataclass(frozen=True)
@@ -143,11 +175,14 @@ class FeaturesConfig:
             problems.append(Problem("low_logprob", f"must be < 0 (a log-probability), got {self.low_logprob}"))
         check(problems)
 
+    def names(self) -> list[str]:
+        """The features in use (rows of `mtl.catalogue.FEATURES`)."""
+        return [*SENTENCE_FEATURES[self.sentence], *(WORD_FEATURES if self.word else ())]
+
     @property
     def needs_logprobs(self) -> bool:
         """Whether the NMT token log-probs (`word-probas/` of the DA tarballs) are read."""
-        names = [*SENTENCE_FEATURES[self.sentence], *(WORD_FEATURES if self.word else ())]
-        return any(FEATURES[n].logprobs for n in names)
+        return any(FEATURES[n].logprobs for n in self.names())
 
 
 def sentence_takers() -> list[str]:

@@ -13,6 +13,7 @@ import torch
 from mtl import metrics as M
 from mtl.catalogue import metric_direction
 from mtl.data.dataset import PairSplit, collate, eval_order
+from mtl.data.sources import DataSource
 from mtl.files import write_text
 from mtl.model.heads.base import Head
 
@@ -57,26 +58,24 @@ def score_split(split: PairSplit, preds: Mapping[str, list], heads: Mapping[str,
 
 def write_predictions(split: PairSplit, preds: Mapping[str, list], out_dir: str | Path, heads: Mapping[str, Head], *,
                       method: str = "mtl") -> list[Path]:
-    """Write each task's WMT20 QE submission file for one pair and split (whole or not at all)."""
+    """Write each task's WMT20 QE submission files for one pair and split (each whole or not at all)."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     written = []
     for task, values in preds.items():
-        submission = heads[task].submission(split, values, method=method)
-        if submission is None:
-            continue
-        name, lines = submission
-        write_text(out / name, "\n".join(lines) + "\n")
-        written.append(out / name)
+        for name, lines in heads[task].submission(split, values, method=method):
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            write_text(out / name, "".join(line + "\n" for line in lines))
+            written.append(out / name)
     return written
 
 
-def model_score_floor(root: str | Path, pair: str, split: str = "dev", *, max_samples: int | None = None) -> float:
+def model_score_floor(data: str | Path | DataSource, pair: str, split: str = "dev", *,
+                      max_samples: int | None = None) -> float:
     """The zero-training floor: Pearson of the NMT system's own ``model_scores`` with DA ``z_mean``.
 
     Args:
-        root: The MLQE-PE root.
-        pair: A language pair such as ``"ro-en"``.
+        data: The MLQE-PE root, or the dataset's source (`DataConfig.source`).
+        pair: A language pair such as ``"ro-en"`` (the dataset's name).
         split: The split scored.
         max_samples: Only the first N segments: the rows a run with ``data.max_eval_samples=N``
             is scored on (None: all).
@@ -88,14 +87,16 @@ def model_score_floor(root: str | Path, pair: str, split: str = "dev", *, max_sa
         ValueError: ``max_samples`` is below 1.
         mtl.data.mlqe.DataError: The files cannot be read, or fewer than 2 of the segments have a DA score.
     """
-    from mtl.data.mlqe import DataError, read_pair
+    from mtl.data.mlqe import MlqeSource
+    from mtl.data.parse import DataError
 
     if max_samples is not None and max_samples < 1:
         raise ValueError(f"`max_samples >= 1` must hold (or None), but got max_samples={max_samples}")
-    rows = [r for r in read_pair(root, pair, split)[:max_samples] if r["da"] is not None]
+    source = MlqeSource(root=str(data)) if isinstance(data, (str, Path)) else data
+    rows = [r for r in source.read(pair, split)[:max_samples] if r["da"] is not None and r["model_score"] is not None]
     if len(rows) < 2:
         raise DataError(f"{pair} {split}: {len(rows)} of the first {max_samples or 'all'} segments have a DA "
-                        "z_mean and model_scores, expected at least 2 (a direct-assessments tarball)")
+                        "score and the NMT model_score, expected at least 2 (a direct-assessments tarball)")
     return M.sentence_metrics([r["model_score"] for r in rows], [r["da"] for r in rows])["pearson"]
 
 

@@ -9,6 +9,7 @@ in a private scratch folder and renamed into place; the first rename wins.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["publish", "read_jsonl", "recover_dir", "replace_dir", "replace_with", "scratch", "write_bytes",
+__all__ = ["finite", "publish", "read_jsonl", "recover_dir", "replace_dir", "replace_with", "scratch", "write_bytes",
            "write_json", "write_text"]
 
 
@@ -54,6 +55,17 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
 def write_json(path: str | os.PathLike[str], value: Any) -> None:
     """Write JSON (indented, newline-terminated) whole or not at all."""
     write_text(path, json.dumps(value, indent=2) + "\n")
+
+
+def finite(value: Any) -> Any:
+    """The value with every NaN or infinite number as None: standard JSON (an undefined metric is null)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:

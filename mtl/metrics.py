@@ -3,10 +3,16 @@
 Sentence-level scores (HTER / DA) use Pearson and Spearman correlation plus MAE and RMSE;
 word-level tags (0 = OK, 1 = BAD) use MCC and per-label F1; post-editing uses sacrebleu's
 corpus BLEU, chrF and TER. Every metric is the scipy / scikit-learn / sacrebleu one.
+
+One convention for a metric that is undefined on the data: NaN (the reports show "undefined").
+Pearson and Spearman of constant predictions or gold; MCC when predictions or gold hold one tag
+only (no BAD predicted, say: sklearn would say 0); a label's F1 when that label is neither
+predicted nor gold. An objective with an undefined term is undefined too.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 
@@ -18,6 +24,8 @@ from sklearn.metrics import (
     mean_absolute_error,
     root_mean_squared_error,
 )
+
+from mtl.data.parse import IGNORE
 
 OK, BAD = 0, 1
 
@@ -60,27 +68,31 @@ def tag_metrics(pred: Sequence[Sequence[int]], gold: Sequence[Sequence[int]]) ->
         pred: Predicted tags, one sequence per sentence.
         gold: Gold tags, one sequence per sentence, each as long as its prediction.
 
+    Gold tags ``IGNORE`` (not given) are left out, with their predictions.
+
     Returns:
-        ``mcc``, ``f1_ok``, ``f1_bad`` (F1 of each label, 0 where undefined) and
-        ``f1_mult`` (``f1_ok * f1_bad``).
+        ``mcc`` (NaN when predictions or gold hold one tag only), ``f1_ok``, ``f1_bad`` (F1 of
+        each label, NaN when the label is neither predicted nor gold) and ``f1_mult``
+        (``f1_ok * f1_bad``).
 
     Raises:
         ValueError: The sentence counts or a sentence's lengths differ, a tag is not 0 or 1,
             or there are no tags at all.
     """
     _check_sentences(pred, gold)
-    flat_pred = [tag for sentence in pred for tag in sentence]
-    flat_gold = [tag for sentence in gold for tag in sentence]
-    if not flat_gold:
-        raise ValueError("no tags to score: every sentence is empty")
+    pairs = [(p, g) for ps, gs in zip(pred, gold) for p, g in zip(ps, gs) if g != IGNORE]
+    flat_pred, flat_gold = [p for p, _ in pairs], [g for _, g in pairs]
     unknown = sorted(set(flat_pred).union(flat_gold) - {OK, BAD})
     if unknown:
         raise ValueError(f"tags must be {OK} (OK) or {BAD} (BAD), but got {unknown}")
+    if not flat_gold:  # every gold tag is missing (word-only tags have no gap tags): nothing to score
+        return dict.fromkeys(("mcc", "f1_ok", "f1_bad", "f1_mult"), math.nan)
     f1_ok, f1_bad = f1_score(
-        flat_gold, flat_pred, labels=[OK, BAD], average=None, zero_division=0
+        flat_gold, flat_pred, labels=[OK, BAD], average=None, zero_division=math.nan
     )
+    one_tag = len(set(flat_pred)) < 2 or len(set(flat_gold)) < 2  # a marginal of MCC's denominator is 0
     return {
-        "mcc": float(matthews_corrcoef(flat_gold, flat_pred)),
+        "mcc": math.nan if one_tag else float(matthews_corrcoef(flat_gold, flat_pred)),
         "f1_ok": float(f1_ok),
         "f1_bad": float(f1_bad),
         "f1_mult": float(f1_ok * f1_bad),

@@ -1,11 +1,11 @@
 """What a run needs besides a valid config, checked before anything runs: the data of every
-pair and split, a loadable pretrained checkpoint. Light (no torch): a search's dry run asks too."""
+dataset and split, a loadable pretrained checkpoint. Light (no torch): a search's dry run asks too."""
 
 from __future__ import annotations
 
 from mtl.config import RunConfig
 from mtl.config_loader import ConfigError, Problem
-from mtl.data.mlqe import DataError, check_pair
+from mtl.data.parse import DataError
 from mtl.model.backbones import BACKBONES
 from mtl.model.checkpoints import pretrained_problem
 
@@ -21,12 +21,14 @@ def run_problems(cfg: RunConfig) -> list[Problem]:
     for i, pair in enumerate(cfg.data.pairs):
         for split in dict.fromkeys((cfg.data.train_split, cfg.data.eval_split)):
             try:
-                check_pair(cfg.data.root, pair, split, need_da=needs_da)
+                cfg.data.source(pair).check(pair, split, need_da=needs_da)
             except DataError as e:
                 message = str(e)
                 if message not in seen:  # a missing root or split: said once, not per pair
                     seen.add(message)
-                    problems.append(Problem(f"data.pairs[{i}]" if pair in message else "data.root", message))
+                    key = f"data.datasets.{pair}" if pair in cfg.data.datasets else \
+                        f"data.pairs[{i}]" if pair in message else "data.root"
+                    problems.append(Problem(key, message))
     if cfg.model.pretrained:
         found = pretrained_problem(cfg.model.pretrained, model_type=BACKBONES[cfg.model.backbone].model_type,
                                    family=cfg.model.backbone)

@@ -7,7 +7,10 @@ The trainer writes it, a search's trials add two files to it, the reports read i
     last/              the state to resume from (weights in safetensors, the rest in JSON)
     metrics.json       best step, objective and {pair: {task: {metric: value}}}
     history.jsonl      per step the losses and weights in force; per evaluation the metrics
-    predictions/<pair>.<split>/<task>.txt   the best checkpoint's predictions (WMT20 formats)
+    predictions/<pair>.<split>/   the best checkpoint's predictions, as the WMT20 scorers read them:
+        da/predictions.txt, hter/predictions.txt      sentence scores (sent_evaluate.py)
+        word/predictions_{mt,gaps,src}.txt            word tags (word_evaluate.py reads the folder)
+        post_edit/predictions.txt                     one post-edit per line
     error.json         (a search's trial) why the trial raised: reason and traceback
     worker.json        (a search's trial) where it ran and the memory its process held
 
@@ -22,12 +25,17 @@ from typing import Any
 
 from mtl.files import read_jsonl
 
-__all__ = ["RunDir", "prediction_file"]
+__all__ = ["WORD_LEVEL", "RunDir", "prediction_file"]
 
 
-def prediction_file(task: str) -> str:
-    """The name of a task's submission file in a predictions folder."""
-    return f"{task}.txt"
+WORD_LEVEL = "word"
+"""The folder of the word-level files: the WMT20 word scorer reads MT, gap and source tags from one."""
+
+
+def prediction_file(folder: str, part: str = "") -> str:
+    """A submission file's path in a predictions folder: ``<folder>/predictions[_<part>].txt``
+    (a sentence task's folder is its name; the word-level files share `WORD_LEVEL`)."""
+    return f"{folder}/predictions{'_' + part if part else ''}.txt"
 
 
 class RunDir:
@@ -84,8 +92,11 @@ class RunDir:
         return self.path / "predictions" / f"{pair}.{split}"
 
     def prediction(self, pair: str, split: str, task: str) -> Path:
-        """A task's submission file of one pair and split."""
-        return self.predictions(pair, split) / prediction_file(task)
+        """A sentence task's submission file of one pair and split (``<task>.txt`` in a run
+        written before the WMT20 layout, when that is what the folder holds)."""
+        folder = self.predictions(pair, split)
+        path, legacy = folder / prediction_file(task), folder / f"{task}.txt"
+        return legacy if legacy.is_file() and not path.exists() else path
 
     def pair(self, pair: str) -> RunDir:
         """The run directory of one pair of a per_pair trial."""

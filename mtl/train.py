@@ -19,9 +19,10 @@ from typing import Any, Protocol, TextIO
 import numpy as np
 import torch
 
+from mtl.catalogue import TASKS
 from mtl.config import ConfigError, RunConfig, dump_config, load_config, to_dict
 from mtl.data.dataset import PairSplit, batch_order, collate, default_cache_dir, load_pair_split
-from mtl.data.mlqe import read_pair
+from mtl.data.parse import DataError
 from mtl.data.tokenizer import cached_tokenizer, load_tokenizer
 from mtl.device import pick_device, precision
 from mtl.errors import RunFailed, SetupError
@@ -97,12 +98,14 @@ def train(cfg: RunConfig, *, out_dir: str | Path, report: Report | None = None,
     backbone = BACKBONES[cfg.model.backbone]
     cache = default_cache_dir(cfg.data.cache_dir)
     tokenizer = _tokenizer(cfg, backbone, cache)
-    load = partial(load_pair_split, cfg.data.root, tokenizer=tokenizer, backbone=backbone,
-                   max_length=cfg.model.max_length, cache_dir=cache, features=cfg.features,
-                   pe_max_length=cfg.target_tokens)
-    train_cols = _concat([load(p, cfg.data.train_split, max_samples=cfg.data.max_train_samples)
-                          for p in cfg.data.pairs])
-    eval_splits = {p: load(p, cfg.data.eval_split, max_samples=cfg.data.max_eval_samples) for p in cfg.data.pairs}
+    def load(name: str, split: str, max_samples: int | None) -> PairSplit:
+        return load_pair_split(cfg.data.source(name), name, split, tokenizer=tokenizer, backbone=backbone,
+                               max_length=cfg.model.max_length, cache_dir=cache, features=cfg.features,
+                               pe_max_length=cfg.target_tokens, max_samples=max_samples)
+
+    train_cols = _concat([load(p, cfg.data.train_split, cfg.data.max_train_samples) for p in cfg.data.pairs])
+    _check_labels(cfg, train_cols)
+    eval_splits = {p: load(p, cfg.data.eval_split, cfg.data.max_eval_samples) for p in cfg.data.pairs}
     for pair, split in eval_splits.items():
         lost = split.truncated_words()
         if lost["mt"] or lost["src"]:
@@ -218,6 +221,10 @@ def _prepare_run_dir(cfg: RunConfig, run: RunDir, resume: bool) -> dict[str, Any
     elif ours and resume:
         raise RunDirTaken(f"--out {run.path}: holds run files ({', '.join(ours)}) but no config.yaml; use another "
                           f"folder, or replace them with --overwrite")
+    try:
+        run.path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunDirTaken(f"--out {run.path}: cannot create it: {e.strerror}") from e
     if not resume:
         for name in ours:
             target = run.path / name
@@ -227,10 +234,6 @@ def _prepare_run_dir(cfg: RunConfig, run: RunDir, resume: bool) -> dict[str, Any
         done = run.read_json("metrics.json")
         if done is not None and done.get("metrics") is not None and run.checkpoint.is_dir():
             return done
-    try:
-        run.path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise RunDirTaken(f"--out {run.path}: cannot create it: {e.strerror}") from e
     return None
 
 
@@ -245,9 +248,24 @@ def _tokenizer(cfg: RunConfig, backbone: Any, cache: Path) -> Any:
         return load_tokenizer(resolve_pretrained(cfg.model.pretrained), backbone)
     texts = []
     for pair in cfg.data.pairs:
-        records = read_pair(cfg.data.root, pair, cfg.data.train_split)[:cfg.data.max_train_samples]
+        records = cfg.data.source(pair).read(pair, cfg.data.train_split)[:cfg.data.max_train_samples]
         texts += [r["src"] for r in records] + [r["mt"] for r in records] + [r["pe"] for r in records if r["pe"]]
     return cached_tokenizer(backbone, texts, vocab_size=cfg.model.vocab_size, cache_dir=cache)
+
+
+def _check_labels(cfg: RunConfig, cols: dict[str, list]) -> None:
+    """Refuse a task that no training segment has a label for (it would never train, and its
+    metric would leave the objective undefined). Partial labels are fine.
+
+    Raises:
+        DataError: Naming the task, the field it reads and the datasets.
+    """
+    for task in cfg.tasks:
+        label = TASKS[task].label
+        if label is not None and not any(v is not None and v != [] for v in cols[label]):
+            raise DataError(f"tasks.{task}: none of the {len(cols[label])} {cfg.data.train_split} segments of "
+                            f"{', '.join(cfg.data.pairs)} has a {label} label, expected some: give the data one "
+                            f"(a column {label!r} of a table) or remove the task")
 
 
 def _concat(splits: list[PairSplit]) -> dict[str, list]:

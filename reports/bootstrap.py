@@ -1,10 +1,10 @@
 """How sure: bootstrap intervals of the top configs' dev metrics, and a paired test of the
 winner against the runner-up, per pair.
 
-Each trial's dev predictions (``<run_dir>/predictions/<pair>.<split>/<task>.txt``; per_pair
-studies ``<run_dir>/<pair>/predictions/...``) are joined to the gold labels of
-:func:`mtl.data.mlqe.read_pair` by segment index. The segments are resampled with
-replacement ``n`` times; every config is scored on the *same* resamples (so the paired
+Each trial's dev predictions (``<run_dir>/predictions/<pair>.<split>/<task>/predictions.txt``;
+per_pair studies ``<run_dir>/<pair>/predictions/...``) are joined to the gold labels of the
+dataset (read from the source the trial's config names) by segment index. The segments are
+resampled with replacement ``n`` times; every config is scored on the *same* resamples (so the paired
 differences are paired), with :func:`mtl.metrics.sentence_metrics`. Interval: the 2.5 and
 97.5 percentiles. Paired test (one-sided, as Koehn 2004): p is the share of resamples on
 which the winner is not better than the runner-up; significant when p < alpha.
@@ -182,7 +182,8 @@ def align_predictions(trials: Sequence[TrialData], pair: str, task: str, split: 
     Returns:
         ``(gold, {trial: predictions})``, or None after appending the reason to ``notes``.
     """
-    from mtl.data.mlqe import DataError, read_pair
+    from mtl.config_loader import ConfigError
+    from mtl.data.parse import DataError
 
     preds = {}
     for t in trials:
@@ -191,11 +192,10 @@ def align_predictions(trials: Sequence[TrialData], pair: str, task: str, split: 
             notes.append(f"{pair}: trial {t.number} has no predictions file {path}")
             return None
         preds[t.number] = read_predictions(path)
-    root = data_root or trials[0].config.get("data", {}).get("root")
     try:
-        records = read_pair(root, pair, split)
-    except (DataError, OSError, TypeError) as e:
-        notes.append(f"{pair}: cannot read the gold labels from {root!r}: {e}")
+        records = trials[0].data_source(pair, root=data_root).read(pair, split)
+    except (DataError, ConfigError, OSError) as e:
+        notes.append(f"{pair}: cannot read the gold labels: {e}")
         return None
     gold = {r["index"]: r[task] for r in records if r.get(task) is not None}
     common = sorted(set(gold).intersection(*(set(p) for p in preds.values())))

@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -21,6 +21,9 @@ from optuna.trial import FrozenTrial, TrialState
 from mtl.errors import MtlError
 from mtl.rundir import RunDir
 from reports.record import TrialConfigs
+
+if TYPE_CHECKING:
+    from mtl.data.sources import DataSource
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +77,19 @@ class TrialData:
     fail_reason: str | None = None
     interrupted: bool = False
     retry_of: int | None = None
+
+    def data_source(self, pair: str, root: str | None = None) -> DataSource:
+        """Where the trial read a pair (dataset) from: its config's ``data`` section asked, the
+        trainer's defaults where the config names nothing (``root``: MLQE-PE from there instead).
+
+        Raises:
+            ConfigError: The stored data section does not load (a study of an incompatible version).
+        """
+        from mtl.config import DataConfig
+        from mtl.config_loader import build
+
+        data = build(DataConfig, self.config.get("data") or {}, source=f"trial {self.number}'s config", path="data")
+        return data.source(pair, root=root)
 
 
 @dataclass(frozen=True)

@@ -267,7 +267,7 @@ def agreement(agg: Aggregation) -> go.Figure | None:
     z = [[agg.tau[(a, b)] for b in methods] for a in methods]
     fig = _fig(height=80 + 50 * len(methods), yaxis_autorange="reversed")
     fig.add_trace(go.Heatmap(z=z, x=methods, y=methods, zmin=-1, zmax=1, colorscale="RdBu",
-                             text=[["" if math.isnan(v) else f"{v:.2f}" for v in r] for r in z],
+                             text=[["undefined" if math.isnan(v) else f"{v:.2f}" for v in r] for r in z],
                              texttemplate="%{text}", colorbar=dict(title="Kendall τ")))
     return fig
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from reports.aggregate import Aggregation
 from reports.extract import StudyData, TrialData
@@ -82,7 +81,8 @@ def floor(data: StudyData, agg: Aggregation, *, data_root: str | None = None) ->
         The :class:`Floor`, with a note per pair whose floor could not be computed (e.g. the data
         root is not readable here); None when no complete trial trains ``da``.
     """
-    from mtl.data.mlqe import DataError
+    from mtl.config_loader import ConfigError
+    from mtl.data.parse import DataError
 
     order = agg.rankings.get(data.aggregator) or agg.rankings.get("mean") or []
     candidates = [data.trial(t) for t in order] + data.complete
@@ -92,19 +92,17 @@ def floor(data: StudyData, agg: Aggregation, *, data_root: str | None = None) ->
     split, max_samples, root = _rows(source)
     root = str(data_root or root)
     values: dict[str, float] = {}
-    notes: list[str] = []
-    if not Path(root).is_dir():
-        where = "--data" if data_root else f"trial {source.number}'s data.root"
-        notes.append(f"the data root {root!r} ({where}) is not readable where the report is built"
-                     + ("" if data_root else ": pass --data to compute the floor"))
-    else:
-        from mtl.evaluate import model_score_floor  # imports torch: only when there is a floor to compute
+    failed: dict[str, list[str]] = {}  # one note per reason (a missing root fails every pair alike)
+    from mtl.evaluate import model_score_floor  # imports torch: only when there is a floor to compute
 
-        for pair in data.pairs:
-            try:
-                values[pair] = model_score_floor(root, pair, split, max_samples=max_samples)
-            except (DataError, OSError) as e:
-                notes.append(f"{pair}: no floor: {e}")
+    for pair in data.pairs:
+        try:
+            values[pair] = model_score_floor(source.data_source(pair, root=data_root), pair, split,
+                                             max_samples=max_samples)
+        except (DataError, ConfigError, OSError) as e:
+            failed.setdefault(str(e), []).append(pair)
+    hint = "" if data_root else " (pass --data if the MLQE-PE data lives elsewhere here)"
+    notes = [f"{', '.join(pairs)}: no floor: {reason}{hint}" for reason, pairs in failed.items()]
     return Floor(pairs=list(data.pairs), split=split, max_samples=max_samples, root=root, values=values,
                  da={t.number: _da(t, data.pairs) for t in data.complete}, source=source.number, notes=notes)
 

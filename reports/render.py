@@ -155,7 +155,10 @@ def render(report: ReportData, out: str | Path) -> Path:
 
 
 def _fmt(v: float | None, digits: int = 4) -> str:
-    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+    """A value; a dash when absent, "undefined" when NaN (the metrics' convention, `mtl.metrics`)."""
+    if v is None:
+        return "–"
+    return "undefined" if isinstance(v, float) and math.isnan(v) else f"{v:.{digits}f}"
 
 
 def _best(r: ReportData) -> int | None:

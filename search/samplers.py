@@ -69,7 +69,15 @@ def _tpe(params: Sequence[Param], seed: int, *, conditional: bool, **args: Any) 
 
 
 def _grid(params: Sequence[Param], seed: int, *, conditional: bool, **args: Any) -> optuna.samplers.BaseSampler:
-    from optuna.samplers import GridSampler
+    import optuna
+
+    class GridSampler(optuna.samplers.GridSampler):  # its name, as Optuna's
+        """Optuna's grid without its ``study.stop()`` once the grid is covered: Ray Tune tells
+        the study outside ``study.optimize``, where a stop raises RuntimeError (logged by Ray as
+        an error stopping the last trial); the search ends at ``run.trials`` anyway."""
+
+        def after_trial(self, *args: Any, **kwargs: Any) -> None:
+            return None
 
     with _quiet():
         return GridSampler(grid_values(params), seed=seed, **args)

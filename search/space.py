@@ -49,8 +49,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from optuna.distributions import FloatDistribution
 
 from mtl.config import RunConfig, config_from_dict, to_dict
-from mtl.config_loader import ConfigError, get_dotted, read_yaml
+from mtl.config_loader import ConfigError, get_dotted
 from mtl.errors import MtlError
+from mtl.yaml_file import read_yaml
 from search import space_blocks as blocks
 from search.distributions import Param, contains, describe, suggest
 from search.options import RunOptions
@@ -206,7 +207,9 @@ class SearchSpace:
             ConfigError: The combination is invalid (e.g. heads not dividing a sampled size).
         """
         settings = {**values, "data.pairs": list(pairs or self.pairs), "data.root": data_root or self.run.data}
-        return config_from_dict(self.base, source=f"{self.source}: base + sampled values", overrides=settings)
+        cfg = config_from_dict(self.base, source=f"{self.source}: base + sampled values", overrides=settings)
+        # trials run in other folders (and on other machines): a dataset's relative paths are the driver's
+        return dataclasses.replace(cfg, data=cfg.data.resolved()) if cfg.data.datasets else cfg
 
     def make_sampler(self) -> optuna.samplers.BaseSampler:
         """The space's Optuna sampler, seeded with ``run.seed``.

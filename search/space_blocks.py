@@ -73,8 +73,10 @@ def check_weights(ctx: Context, raw: Any, params: list[Param]) -> tuple[tuple[st
 
 
 def check_datasets(ctx: Context, raw: Any) -> tuple[tuple[str, ...], str]:
-    """``datasets: {pairs, mode}``: one source of truth for the pairs (base.data.pairs or this)."""
+    """``datasets: {pairs, mode}``: one source of truth for the pairs (base.data.pairs or this);
+    a pair is an MLQE-PE language pair or a dataset of ``base.data.datasets``."""
     default = tuple(ctx.cfg.data.pairs) if ctx.cfg else ()
+    named = tuple(ctx.cfg.data.datasets) if ctx.cfg else ()
     if raw is None:
         return default, "joint"
     if not isinstance(raw, Mapping):
@@ -89,8 +91,11 @@ def check_datasets(ctx: Context, raw: Any) -> tuple[tuple[str, ...], str]:
         ctx.err("datasets.pairs", f"must be a non-empty list of pairs like en-de, got {pairs!r}")
         pairs = list(default)
     for i, pair in enumerate(pairs):
-        if not isinstance(pair, str) or not _PAIR.fullmatch(pair):
-            ctx.err(f"datasets.pairs[{i}]", f"must look like 'en-de' (two lowercase language codes), got {pair!r}")
+        if not isinstance(pair, str) or (pair not in named and not _PAIR.fullmatch(pair)):
+            also = f"; or name a dataset of base.data.datasets: {', '.join(named)}" if named else \
+                "; or declare a dataset of your own in base.data.datasets"
+            ctx.err(f"datasets.pairs[{i}]", f"must look like 'en-de' (two lowercase language codes), got "
+                                            f"{pair!r}{also}")
         elif pairs.index(pair) < i:
             ctx.err(f"datasets.pairs[{i}]", f"{pair!r} is listed twice")
     base_data = ctx.base_raw.get("data")

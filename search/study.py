@@ -303,8 +303,9 @@ class Study:
         trial.set_user_attr("step", int(result.get("step", 0)))
         trial.set_user_attr("seconds", round(float(result.get("seconds", 0.0)), 1))
         if not all(math.isfinite(v) for v in scores):
-            self._fail(number, f"objective is not finite at step {result.get('step')}: {scores} (e.g. constant "
-                               f"predictions leave Pearson undefined)", None)
+            self._fail(number, f"objective is not finite at step {result.get('step')}: {scores} (a metric is "
+                               f"undefined: constant predictions leave Pearson undefined, one predicted tag MCC)",
+                       None)
             return "FAIL"
         self.failures_in_a_row = 0
         if final:

@@ -9,6 +9,7 @@ the driver to record as the FAIL reason; the exception still propagates.
 from __future__ import annotations
 
 import json
+import math
 import time
 import traceback
 from collections.abc import Callable
@@ -55,8 +56,12 @@ def scores_of(metrics: Metrics, plan: TrialPlan, *, terms: dict[str, dict[str, f
 def _result(step: int, metrics: Metrics, plan: TrialPlan, terms: dict[str, dict[str, float]], *, final: bool,
             started: float) -> dict[str, Any]:
     scores, per_pair = scores_of(metrics, plan, terms=terms)
+    # the schedulers rank an undefined objective (a metric the predictions leave undefined, e.g.
+    # MCC when every tag is OK) last, as the trainer does: NaN would slip past ASHA's cutoffs
+    worst = -math.inf if plan.metrics[0][1] == "maximize" else math.inf
+    score = scores[0] if math.isfinite(scores[0]) else worst
     # metrics travel as JSON text: Ray would flatten nested dicts into its own keys
-    return {"step": step, "score": scores[0], "scores": scores, "final": final,
+    return {"step": step, "score": score, "scores": scores, "final": final,
             "pair_scores": json.dumps(per_pair), "metrics": json.dumps(metrics),
             "seconds": time.monotonic() - started}
 

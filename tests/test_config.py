@@ -321,7 +321,7 @@ def test_list_for_a_tuple_becomes_a_tuple() -> None:
 
 def test_bad_pair_is_named_by_index() -> None:
     assert one_error({"data": {"pairs": ["en-de", "xx"]}}) == (
-        f"{SRC}: data.pairs[1]: must look like 'en-de', got 'xx'")
+        f"{SRC}: data.pairs[1]: must be a name of data.datasets or an MLQE-PE pair like 'en-de', got 'xx'")
 
 
 def test_wrong_item_type_is_named_by_index() -> None:

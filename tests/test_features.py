@@ -15,7 +15,7 @@ import yaml
 
 from mtl.catalogue import LOGPROB_FEATURES, SENTENCE_FEATURES
 from mtl.data.glassbox import AlignmentStats, align_words, alignment_stats, merge_pieces, word_logprobs
-from mtl.data.mlqe import DataError, read_pair
+from mtl.data.mlqe import DataError, MlqeSource, read_pair
 from tests.mlqe_fixtures import DA, TSV, changed, make_root
 
 PAIRS = ["en-de", "et-en", "ro-en", "si-en"]
@@ -138,7 +138,7 @@ def _load(cfg, root, split="dev", **kw):
     records = read_pair(cfg.data.root, "en-de", "train")[:100]
     tok = cached_tokenizer(backbone, [r["src"] for r in records] + [r["mt"] for r in records],
                            vocab_size=cfg.model.vocab_size, cache_dir=Path(cfg.data.cache_dir))
-    return tok, load_pair_split(root, kw.pop("pair", "aa-bb"), split, tokenizer=tok, backbone=backbone,
+    return tok, load_pair_split(MlqeSource(root=str(root)), kw.pop("pair", "aa-bb"), split, tokenizer=tok, backbone=backbone,
                                 max_length=cfg.model.max_length, pe_max_length=64, cache_dir=Path(cfg.data.cache_dir),
                                 features=cfg.features, **kw)
 
@@ -218,11 +218,11 @@ def test_standardisation_uses_training_statistics_only(tiny, data_root, tmp_path
     # evaluation and prediction reuse them from the checkpoint, without the training data
     model = MultiTaskModel.from_pretrained(tmp_path / "checkpoint")
     assert model.features.stats == saved
-    rescored = score_run(model, root=cfg.data.root, split="dev", pairs=["en-de"], max_samples=24)
+    rescored = score_run(model, split="dev", pairs=["en-de"], max_samples=24)
     best = result["metrics"]["en-de"]["da"]["pearson"]
     assert rescored["metrics"]["en-de"]["da"]["pearson"] == pytest.approx(best, abs=1e-6)
-    written = predict_to_files(model, root=cfg.data.root, pair="si-en", split="dev", out=tmp_path / "p", max_samples=8)
-    assert len((tmp_path / "p" / "da.txt").read_text().splitlines()) == 8 and len(written) == 2
+    written = predict_to_files(model, pair="si-en", split="dev", out=tmp_path / "p", max_samples=8)
+    assert len((tmp_path / "p" / "da" / "predictions.txt").read_text().splitlines()) == 8 and len(written) == 3
 
 
 def test_a_model_fed_features_needs_their_statistics(tiny, data_root):
@@ -250,7 +250,7 @@ def test_heads_with_features_train_and_predict_otherwise(tiny, data_root, tmp_pa
         history = [json.loads(line) for line in (tmp_path / name / "history.jsonl").read_text().splitlines()]
         losses = [h["loss"]["da"] for h in history if "loss" in h]
         assert len(losses) == 8 and all(math.isfinite(v) for v in losses)
-    da = {name: (tmp_path / name / "predictions" / "ro-en.dev" / "da.txt").read_text() for name in runs}
+    da = {name: (tmp_path / name / "predictions" / "ro-en.dev" / "da" / "predictions.txt").read_text() for name in runs}
     assert da["plain"] != da["features"]
     assert runs["plain"]["metrics"] != runs["features"]["metrics"]
 

@@ -108,9 +108,18 @@ def test_tag_metrics_hand_built_confusion_over_flattened_sentences() -> None:
     assert scores["mcc"] == pytest.approx(7 / 15)
 
 
-def test_tag_metrics_all_wrong_bad_absent_gives_zero_f1() -> None:
+def test_tag_metrics_all_wrong_bad_absent_gives_zero_f1_and_undefined_mcc() -> None:
     scores = tag_metrics([[1, 1, 1]], [[0, 0, 0]])
-    assert scores == pytest.approx({"mcc": 0.0, "f1_ok": 0.0, "f1_bad": 0.0, "f1_mult": 0.0})
+    assert math.isnan(scores.pop("mcc"))  # gold holds one tag only: MCC is undefined (sklearn says 0)
+    assert scores == pytest.approx({"f1_ok": 0.0, "f1_bad": 0.0, "f1_mult": 0.0})
+
+
+def test_tag_metrics_no_bad_anywhere_leaves_mcc_and_bad_f1_undefined() -> None:
+    scores = tag_metrics([[0, 0], [0]], [[0, 0], [0]])
+    assert math.isnan(scores["mcc"]) and math.isnan(scores["f1_bad"]) and math.isnan(scores["f1_mult"])
+    assert scores["f1_ok"] == 1.0
+    missed = tag_metrics([[0, 0, 0]], [[0, 1, 0]])  # no BAD predicted: MCC undefined, F1 BAD 0
+    assert math.isnan(missed["mcc"]) and missed["f1_bad"] == 0.0 and missed["f1_ok"] == pytest.approx(0.8)
 
 
 def test_tag_metrics_sentence_length_mismatch_names_index() -> None:

@@ -10,7 +10,7 @@ import pytest
 from mtl.data.mlqe import DataError, available_pairs, read_pair
 from tests.mlqe_fixtures import DA, HEADER, PE, TSV, changed, make_root, write_tar
 
-KEYS = {"pair", "index", "src", "mt", "pe", "da", "model_score", "hter", "mt_tags", "src_tags"}
+KEYS = {"pair", "lp", "index", "src", "mt", "pe", "da", "model_score", "hter", "mt_tags", "src_tags"}
 PAIRS = ["en-de", "et-en", "ro-en", "si-en"]
 
 def _mlqe_root() -> Path:
@@ -50,6 +50,7 @@ def test_synthetic_joins_da_and_pe_by_line(tmp_path: Path) -> None:
     rows = read_pair(make_root(tmp_path), "aa-bb", "dev")
     assert rows[0] == {
         "pair": "aa-bb",
+        "lp": "aa-bb",
         "index": 0,
         "src": ["Say", '"', "hi", ",", "then", "."],  # tokenized PE text, not DA's
         "mt": ["A", "B"],

@@ -27,7 +27,7 @@ def _split(cfg, cache_dir, *, n=16, split="dev"):
     records = read_pair(cfg.data.root, "en-de", "train")[:200]
     tok = cached_tokenizer(backbone, [r["src"] for r in records] + [r["mt"] for r in records] +
                            [r["pe"] for r in records], vocab_size=cfg.model.vocab_size, cache_dir=cache_dir)
-    data = load_pair_split(cfg.data.root, "en-de", split, tokenizer=tok, backbone=backbone,
+    data = load_pair_split(cfg.data.source("en-de"), "en-de", split, tokenizer=tok, backbone=backbone,
                            max_length=cfg.model.max_length, pe_max_length=64, cache_dir=cache_dir, max_samples=n)
     return tok, data
 

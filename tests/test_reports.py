@@ -373,8 +373,8 @@ def test_a_data_root_not_readable_here_is_said_in_the_page(ranked, tmp_path):
 
     page = build_report(ranked, out=tmp_path / "r", n_boot=20, data_root=str(tmp_path / "elsewhere"))
     text = page.read_text(encoding="utf-8")
-    assert (f"Best config vs floor: not computed: the data root &#x27;{tmp_path / 'elsewhere'}&#x27; (--data) is not "
-            "readable where the report is built.") in text
+    assert (f"Best config vs floor: not computed: en-de, ro-en, et-en: no floor: {tmp_path / 'elsewhere'}: not a "
+            "directory, expected the MLQE-PE root (direct-assessments/, post-editing/).") in text
     assert "shapes" not in figures_of(text)["floor"]["layout"]  # the configs are drawn, no floor line
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import socket
@@ -44,7 +45,11 @@ def test_a_search_prunes_and_records_everything(tmp_path, data_root, cache_dir, 
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     for t in complete:  # the value is the aggregate of the per-pair scores of the checkpoint kept
         assert t.value == pytest.approx(t.user_attrs["pair_scores"]["objective"]["en-de"])
-        assert sorted(t.intermediate_values) == [2, 4, 6, 8]  # one point per evaluation
+        # one point per evaluation whose objective is defined (high lr can collapse the tags to all
+        # OK: MCC, and so the objective, is undefined there and ranks last)
+        history = [json.loads(line) for line in Path(t.user_attrs["run_dir"], "history.jsonl").read_text().splitlines()]
+        defined = [h["step"] for h in history if "eval" in h and math.isfinite(h["objective"])]
+        assert sorted(t.intermediate_values) == defined and 8 in [h["step"] for h in history if "eval" in h]
         assert t.value == pytest.approx(max(t.intermediate_values.values()))  # the best one is kept
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
     assert all(t.user_attrs["step"] < 8 for t in pruned)
@@ -273,7 +278,8 @@ def test_resume_after_sigkill_finishes_the_budget_without_duplicates(tmp_path, d
     assert sorted(t.number for t in interrupted) == sorted(running)
     for t in interrupted:  # each interrupted config ran again exactly once, in the same run directory
         retries = [r for r in trials if r.user_attrs.get("retry_of") == t.number]
-        assert len(retries) == 1 and retries[0].params == t.params
+        # the same values (a kill between two of its draws leaves the rest to be drawn on retry)
+        assert len(retries) == 1 and retries[0].params.items() >= t.params.items()
         assert retries[0].user_attrs["run_dir"] == t.user_attrs["run_dir"]
         assert retries[0].state == TrialState.COMPLETE
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]

@@ -31,7 +31,8 @@ def test_a_run_directory_describes_itself(tiny, tmp_path):
     assert [h["step"] for h in steps] == [1, 2, 3, 4, 5, 6]
     assert set(steps[0]["loss"]) == set(steps[0]["weight"]) == {"da", "word_tags", "source_tags"}
     assert [h["step"] for h in history if "eval" in h] == [3, 6]
-    for name in ("da.txt", "word_tags.txt", "source_tags.txt"):
+    for name in ("da/predictions.txt", "word/predictions_mt.txt", "word/predictions_gaps.txt",
+                 "word/predictions_src.txt"):
         assert (tmp_path / "predictions" / "en-de.dev" / name).exists()
     # the resolved config retrains as is
     from mtl.config import load_config
@@ -120,7 +121,7 @@ def test_every_backbone_trains_every_head(tiny, tmp_path, family):
     tasks = result["metrics"]["en-de"]
     assert set(tasks) == {"da", "hter", "word_tags", "source_tags", "post_edit", "mlm"}
     assert tasks["post_edit"]["mt_bleu"] > 40  # the do-nothing baseline is scored beside the head
-    lines = (tmp_path / "predictions" / "en-de.dev" / "word_tags.txt").read_text().splitlines()
+    lines = (tmp_path / "predictions" / "en-de.dev" / "word" / "predictions_mt.txt").read_text().splitlines()
     assert lines[0].split("\t")[:3] == ["en-de", "mtl", "mt"]
 
 
@@ -149,7 +150,7 @@ def test_truncated_words_are_counted(tiny, tmp_path):
 def test_pairs_are_trained_jointly_and_scored_one_by_one(tiny, tmp_path):
     result = train(tiny(data={"pairs": ["en-de", "ro-en"]}), out_dir=tmp_path)
     assert set(result["metrics"]) == {"en-de", "ro-en"}
-    assert (tmp_path / "predictions" / "ro-en.dev" / "da.txt").exists()
+    assert (tmp_path / "predictions" / "ro-en.dev" / "da" / "predictions.txt").exists()
 
 
 def test_cli_train_evaluate_predict(tiny, tmp_path, capsys):
@@ -165,7 +166,7 @@ def test_cli_train_evaluate_predict(tiny, tmp_path, capsys):
     best = json.loads((run / "metrics.json").read_text())
     assert scores["metrics"]["en-de"]["da"]["pearson"] == pytest.approx(best["metrics"]["en-de"]["da"]["pearson"], abs=1e-6)
     assert main(["predict", "--run", str(run), "--pair", "ro-en", "--split", "dev", "--out", str(tmp_path / "p")]) == 0
-    da = (tmp_path / "p" / "da.txt").read_text().splitlines()
+    da = (tmp_path / "p" / "da" / "predictions.txt").read_text().splitlines()
     assert len(da) == 1000 and da[0].startswith("ro-en\tmtl\t0\t")
     # config errors are reported, not raised
     bad = tmp_path / "bad.yaml"
@@ -185,13 +186,13 @@ def test_parallel_trials_building_one_cache_all_read_the_same_artefact(data_root
 import json, sys
 from pathlib import Path
 from mtl.data.dataset import load_pair_split
-from mtl.data.mlqe import read_pair
+from mtl.data.mlqe import MlqeSource, read_pair
 from mtl.data.tokenizer import cached_tokenizer
 from mtl.model.backbones import BACKBONES
 bert = BACKBONES["bert"]
 texts = [r["src"] for r in read_pair({str(data_root)!r}, "en-de", "train")[:2000]]
 tok = cached_tokenizer(bert, texts, vocab_size=3000, cache_dir=Path({str(tmp_path)!r}))
-split = load_pair_split({str(data_root)!r}, "en-de", "dev", tokenizer=tok, backbone=bert, max_length=128,
+split = load_pair_split(MlqeSource(root={str(data_root)!r}), "en-de", "dev", tokenizer=tok, backbone=bert, max_length=128,
                         pe_max_length=64, cache_dir=Path({str(tmp_path)!r}), max_samples=50)
 print(json.dumps([sorted(tok.get_vocab().items())[:50], split.columns["input_ids"][:3]]))
 """

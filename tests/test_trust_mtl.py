@@ -179,6 +179,27 @@ PREDICT: list[Case] = [
      r"--out .*p\.txt: is a file, expected a folder"),
     ("max-samples-negative", lambda c: ["predict", "--run", str(c.run), "--pair", "en-de", "--max-samples", "-1",
                                         "--out", f"{c.tmp}/p"], r"--max-samples: must be >= 0"),
+    ("no-input", lambda c: ["predict", "--run", str(c.run), "--out", f"{c.tmp}/p"],
+     r"give one of --input FILE, --src FILE --mt FILE, --pair NAME; got none"),
+    ("two-inputs", lambda c: ["predict", "--run", str(c.run), "--pair", "en-de", "--input", c.text("i.tsv", "src\tmt\n"),
+                              "--out", f"{c.tmp}/p"], r"give one of .*; got --input, --pair"),
+    ("src-without-mt", lambda c: ["predict", "--run", str(c.run), "--src", c.text("s.txt", "a\n"), "--out",
+                                  f"{c.tmp}/p"], r"--src and --mt go together"),
+    ("input-missing", lambda c: ["predict", "--run", str(c.run), "--input", f"{c.tmp}/none.tsv", "--out", f"{c.tmp}/p"],
+     r"none\.tsv: no such file"),
+    ("input-unknown-format", lambda c: ["predict", "--run", str(c.run), "--input", c.text("in.xlsx", "x"), "--out",
+                                        f"{c.tmp}/p"], r"in\.xlsx: cannot tell the format from the suffix"),
+    ("columns-unknown-field", lambda c: ["predict", "--run", str(c.run), "--input", c.text("i.tsv", "src\tmt\n"),
+                                         "--columns", "source=src", "--out", f"{c.tmp}/p"],
+     r"--columns source: unknown field; valid: id, src, mt"),
+    ("columns-malformed", lambda c: ["predict", "--run", str(c.run), "--input", c.text("i.tsv", "src\tmt\n"),
+                                     "--columns", "src", "--out", f"{c.tmp}/p"], r"--columns 'src': expected FIELD=COLUMN"),
+    ("lines-differ", lambda c: ["predict", "--run", str(c.run), "--src", c.text("s.txt", "a b\nc d\n"), "--mt",
+                                c.text("m.txt", "x y\n"), "--out", f"{c.tmp}/p"],
+     r"m\.txt: 1 lines but .*s\.txt has more, expected one line per segment"),
+    ("empty-line", lambda c: ["predict", "--run", str(c.run), "--src", c.text("s.txt", "a b\n\n"), "--mt",
+                              c.text("m.txt", "x y\nz\n"), "--out", f"{c.tmp}/p"],
+     r"s\.txt: line 2: empty segment, expected at least one word"),
 ]
 
 
@@ -208,6 +229,13 @@ def test_a_run_dir_of_another_config_is_refused_without_last_and_overwrite_repla
     over = call(main, ["train", "--config", ctx.config(train__lr=0.5), "--out", str(run), "--overwrite"])
     assert over.code == 0, over.err
     assert yaml.safe_load((run / "config.yaml").read_text())["train"]["lr"] == 0.5
+
+
+def test_overwrite_into_a_new_folder_creates_it(ctx):
+    """--overwrite on a folder that does not exist yet trains there (it crashed before creating it)."""
+    answer = call(main, ["train", "--config", ctx.config(), "--out", str(ctx.tmp / "new" / "run"), "--overwrite"])
+    assert answer.code == 0, answer.err
+    assert (ctx.tmp / "new" / "run" / "metrics.json").is_file()
 
 
 def test_run_files_without_a_config_are_not_taken_over(ctx):

@@ -218,3 +218,22 @@ def test_a_missing_database_driver_names_the_extra_that_installs_it():
     error = storage_error("postgresql://user:secret@dbhost/studies", ModuleNotFoundError("No module named 'psycopg'"))
     assert str(error) == ("--storage postgresql://user:***@dbhost/studies: the postgresql driver is not installed: "
                           "pip install -e '.[postgres]'")
+
+
+@pytest.mark.parametrize("direction, worst", [("maximize", float("-inf")), ("minimize", float("inf"))])
+def test_an_undefined_objective_ranks_last_for_the_schedulers(direction, worst):
+    """An evaluation whose objective the predictions leave undefined (every tag OK: MCC NaN) is
+    the worst score Ray's schedulers see: NaN would pass every ASHA cutoff."""
+    import math
+
+    from reports.record import TrialConfigs
+    from search.plan import TrialPlan
+    from search.trial import _result
+
+    plan = TrialPlan(number=0, run_dir="r", configs=TrialConfigs(mode="joint", configs={"all": {}}),
+                     metrics=(("word_tags.all_mcc", direction),), aggregator="mean")
+    undefined = {"en-de": {"word_tags": {"all_mcc": math.nan}}}
+    result = _result(4, undefined, plan, {"en-de": {}}, final=False, started=0.0)
+    assert result["score"] == worst and math.isnan(result["scores"][0])
+    defined = _result(4, {"en-de": {"word_tags": {"all_mcc": 0.25}}}, plan, {"en-de": {}}, final=False, started=0.0)
+    assert defined["score"] == 0.25

@@ -1,4 +1,4 @@
-"""MLQE-PE segments -> tokenized `datasets.Dataset` per pair and split (cached), batches.
+"""Segments of a data source -> tokenized `datasets.Dataset` per dataset and split (cached), batches.
 
 Each row keeps its raw words and labels (for word-level scoring and predictions) next to
 the subword columns: `input_ids`, `token_type_ids`, `src_word` / `mt_word` (the word each
@@ -25,13 +25,14 @@ import torch
 from mtl.catalogue import LOGPROB_FEATURES, SENTENCE_TASKS
 from mtl.config import FeaturesConfig
 from mtl.data.glassbox import alignment_stats, sentence_features, word_logprobs
-from mtl.data.mlqe import DataError, read_pair
+from mtl.data.parse import DataError
+from mtl.data.sources import DataSource
 from mtl.files import publish, scratch
 from mtl.model.backbones import Backbone
 
 log = logging.getLogger(__name__)
 
-_FORMAT_VERSION = "3"  # bump when the encoded columns change (3: words without a subword keep their place)
+_FORMAT_VERSION = "4"  # bump when the encoded columns change (4: lp and id columns)
 _GLASS_BOX_VERSION = "1"  # bump when the glass-box columns change
 
 
@@ -61,14 +62,14 @@ def default_cache_dir(configured: str | None) -> Path:
     return Path(configured or os.environ.get("MTL_CACHE") or Path.home() / ".cache" / "mtl")
 
 
-def load_pair_split(root: str | Path, pair: str, split: str, *, tokenizer, backbone: Backbone,
+def load_pair_split(source: DataSource, name: str, split: str, *, tokenizer, backbone: Backbone,
                     max_length: int, pe_max_length: int, cache_dir: Path,
                     max_samples: int | None = None, features: FeaturesConfig | None = None) -> PairSplit:
-    """Read, tokenize and cache one pair's split.
+    """Read, tokenize and cache one dataset's split.
 
     Args:
-        root: The MLQE-PE data root.
-        pair: Language pair, e.g. ``"en-de"``.
+        source: Where the dataset is and how to read it (`DataConfig.source`).
+        name: The dataset's name (an MLQE-PE pair, e.g. ``"en-de"``, or a name of ``data.datasets``).
         split: ``"train"``, ``"dev"`` or ``"test"``.
         tokenizer: A fast tokenizer (word alignment needs `word_ids`).
         backbone: The encoder family row.
@@ -83,23 +84,23 @@ def load_pair_split(root: str | Path, pair: str, split: str, *, tokenizer, backb
         The split, its columns in memory.
 
     Raises:
-        mtl.data.mlqe.DataError: A data file is missing or malformed, or a glass-box feature
-            asked for has no data in this pair and split.
+        mtl.data.parse.DataError: A data file is missing or malformed, or a glass-box feature
+            asked for has no data in this dataset and split.
     """
     import datasets
 
     low = features.low_logprob if features is not None and features.needs_logprobs else None
     logprobs = low is not None
-    fingerprint = _fingerprint(root, pair, split, tokenizer, max_length, pe_max_length, low)
-    where = cache_dir / "data" / f"{pair}-{split}-{fingerprint}"
+    fingerprint = _fingerprint(source.identity(name, split), tokenizer, max_length, pe_max_length, low)
+    where = cache_dir / "data" / f"{name}-{split}-{fingerprint}"
     if (where / "dataset_info.json").exists():
         ds = datasets.load_from_disk(str(where))
     else:
-        records = read_pair(root, pair, split, word_probas=logprobs)
+        records = source.read(name, split, word_probas=logprobs)
         if logprobs:
             stats = alignment_stats(records)
             log.info("%s %s: NMT tokens of %d of %d lines do not merge into the MT words; %d lines (%d of %d "
-                     "words) differ by characters: those words get no log-prob", pair, split, stats.merge_differs,
+                     "words) differ by characters: those words get no log-prob", name, split, stats.merge_differs,
                      stats.lines, stats.unaligned_lines, stats.unaligned_words, stats.words)
         ds = datasets.Dataset.from_dict(encode_records(records, tokenizer=tokenizer, max_length=max_length,
                                                        pe_max_length=pe_max_length, low_logprob=low))
@@ -113,20 +114,20 @@ def load_pair_split(root: str | Path, pair: str, split: str, *, tokenizer, backb
     if not backbone.uses_token_type_ids:
         columns.pop("token_type_ids", None)
     if features is not None and features.sentence in ("model_score", "all") and None in columns["model_score"]:
-        da = Path(root) / "direct-assessments" / split / f"{pair}-{split}.tar.gz"
-        raise DataError(f"{da}: no such tarball, expected the direct-assessments tarball: features.sentence "
-                        f"{features.sentence!r} reads its model_scores column ({pair} {split})")
-    return PairSplit(pair=pair, split=split, columns=columns, dataset=ds)
+        why = f"features.sentence {features.sentence!r} reads the NMT system's sentence score"
+        try:
+            source.check(name, split, need_da=True)  # names the missing file or column where there is one
+        except DataError as e:
+            raise DataError(f"{e} ({why}: model_scores)") from e
+        missing = columns["model_score"].index(None)
+        raise DataError(f"{name} {split}: segment {missing} (0-based) and {columns['model_score'].count(None) - 1} "
+                        f"more have no model_score, expected one per segment: {why} (MLQE-PE: the "
+                        f"direct-assessments TSV's model_scores; a table: its model_score column)")
+    return PairSplit(pair=name, split=split, columns=columns, dataset=ds)
 
 
-def _fingerprint(root: str | Path, pair: str, split: str, tokenizer, max_length: int,
-                 pe_max_length: int, low_logprob: float | None) -> str:
-    digest = hashlib.sha256()
-    for half in ("direct-assessments", "post-editing"):
-        path = Path(root) / half / split / f"{pair}-{split}.tar.gz"
-        if path.exists():
-            stat = path.stat()
-            digest.update(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+def _fingerprint(identity: str, tokenizer, max_length: int, pe_max_length: int, low_logprob: float | None) -> str:
+    digest = hashlib.sha256(identity.encode())
     digest.update(tokenizer.backend_tokenizer.to_str().encode())
     digest.update(json.dumps([max_length, pe_max_length, tokenizer.padding_side, _FORMAT_VERSION]).encode())
     if low_logprob is not None:  # the glass-box columns (none: the same key as before they existed)
@@ -144,6 +145,8 @@ def encode_records(records: Sequence[dict], *, tokenizer, max_length: int, pe_ma
     cols: dict[str, list] = {key: [r[key] for r in records] for key in
                              ("pair", "index", "src", "mt", "pe", "da", "hter", "model_score",
                               "mt_tags", "src_tags")}
+    cols["lp"] = [r.get("lp") or r["pair"] for r in records]
+    cols["id"] = [r.get("id") for r in records]
     cols["input_ids"] = enc["input_ids"]
     cols["token_type_ids"] = enc.get("token_type_ids", [[0] * len(x) for x in enc["input_ids"]])
     cols.update(src_word=[], mt_word=[], seq=[], n_src_kept=[], n_mt_kept=[])
@@ -241,6 +244,8 @@ def collate(columns: dict[str, list], rows: Sequence[int], *, pad_id: int,
         batch[key] = torch.tensor([math.nan if v is None else float(v) for v in take(key)])
     n_mt, n_src = take("n_mt_kept"), take("n_src_kept")
     batch["n_mt"], batch["n_src"] = torch.tensor(n_mt), torch.tensor(n_src)
+    batch["n_mt_words"] = torch.tensor([len(w) for w in take("mt")])
+    batch["n_src_words"] = torch.tensor([len(w) for w in take("src")])
     if "mt_logprob" in columns:  # one per kept MT word, NaN-padded on the right
         width = max(n_mt, default=0)
         batch["mt_logprob"] = torch.full((len(rows), width), math.nan)

@@ -101,6 +101,16 @@ class MultiTaskModel(nn.Module):
         enc = self.encode(batch, generator=generator)
         return {name: head.predict(self.features(name, enc)) for name, head in self.task_heads.items()}
 
+    @torch.no_grad()
+    def outputs(self, batch: dict[str, torch.Tensor]) -> list[dict[str, Any]]:
+        """Per row, what every head that has a per-segment output says (`Head.outputs`), merged."""
+        enc = self.encode(batch)
+        rows: list[dict[str, Any]] = [{} for _ in range(batch["input_ids"].shape[0])]
+        for name, head in self.task_heads.items():
+            for row, found in zip(rows, head.outputs(self.features(name, enc)) or ()):
+                row.update(found)
+        return rows
+
     def save_pretrained(self, path: str | Path) -> None:
         """Write the checkpoint folder (see the module docstring), whole or not at all: it is
         written beside ``path`` and then put in its place."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -84,8 +85,13 @@ class Head(nn.Module):
         one); the keys are those of the task's row in `mtl.catalogue.TASKS`."""
         raise NotImplementedError
 
-    def submission(self, split: PairSplit, preds: list[Any], *, method: str) -> Submission | None:
-        """The WMT20 QE submission file of a split's predictions (None: the task submits nothing)."""
+    def submission(self, split: PairSplit, preds: list[Any], *, method: str) -> list[Submission]:
+        """The WMT20 QE submission files of a split's predictions ([]: the task submits nothing)."""
+        return []
+
+    def outputs(self, enc: Encoded) -> list[dict[str, Any]] | None:
+        """What `mtl predict` writes per row of the batch ({column: value}), in batch order;
+        None: the task has no per-segment output (nothing is computed)."""
         return None
 
 
@@ -93,6 +99,12 @@ def full_length_tags(pred: list[int], n_words: int, *, gaps: bool) -> list[int]:
     """Pad the tags of truncated words with OK (the majority class) to the full sentence."""
     want = 2 * n_words + 1 if gaps else n_words
     return list(pred) + [M.OK] * (want - len(pred))
+
+
+def bad_probabilities(logits: torch.Tensor, kept: list[int], full: list[int]) -> list[list[float]]:
+    """Per row, P(BAD) of its first ``kept`` positions, then NaN up to ``full`` (cut by truncation)."""
+    probs = logits.float().softmax(-1)[..., M.BAD].tolist()
+    return [row[:k] + [math.nan] * (n - k) for row, k, n in zip(probs, kept, full)]
 
 
 def score_tags(split: PairSplit, preds: list[list[int]], *, side: str, gaps: bool,

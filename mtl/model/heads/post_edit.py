@@ -125,6 +125,9 @@ class PostEdit(Head):
         return M.post_edit_metrics([" ".join(preds[i]) for i in rows], [" ".join(cols["pe"][i]) for i in rows],
                                    mt=[" ".join(cols["mt"][i]) for i in rows])
 
-    def submission(self, split: PairSplit, preds: list[list[str]], *, method: str) -> Submission:
-        """One output per line, in `post_edit.txt`."""
-        return prediction_file(self.name), [" ".join(words) for words in preds]
+    def submission(self, split: PairSplit, preds: list[list[str]], *, method: str) -> list[Submission]:
+        """One output per line, in `<task>/predictions.txt`."""
+        return [(prediction_file(self.name), [" ".join(words) for words in preds])]
+
+    def outputs(self, enc: Encoded) -> list[dict[str, Any]]:
+        return [{self.name: " ".join(words)} for words in self.predict(enc)]

@@ -44,7 +44,11 @@ class SentenceRegression(Head):
         rows = [i for i, g in enumerate(gold) if g is not None]
         return M.sentence_metrics([preds[i] for i in rows], [gold[i] for i in rows]) if rows else None
 
-    def submission(self, split: PairSplit, preds: list[float], *, method: str) -> Submission:
-        """``pair<TAB>method<TAB>segment<TAB>score`` per segment, in `<task>.txt`."""
-        index = split.columns["index"]
-        return prediction_file(self.name), [f"{split.pair}\t{method}\t{index[i]}\t{v:.6f}" for i, v in enumerate(preds)]
+    def submission(self, split: PairSplit, preds: list[float], *, method: str) -> list[Submission]:
+        """``LP<TAB>method<TAB>segment<TAB>score`` per segment at full precision, in
+        `<task>/predictions.txt` (what the WMT20 `sent_evaluate.py` reads)."""
+        index, lp = split.columns["index"], split.columns["lp"]
+        return [(prediction_file(self.name), [f"{lp[i]}\t{method}\t{index[i]}\t{v!r}" for i, v in enumerate(preds)])]
+
+    def outputs(self, enc: Encoded) -> list[dict[str, Any]]:
+        return [{self.name: v} for v in self.predict(enc)]

@@ -9,8 +9,17 @@ from torch.nn import functional as F
 
 from mtl import metrics as M
 from mtl.config import ModelConfig
-from mtl.model.heads.base import Encoded, Head, Submission, full_length_tags, mlp, score_tags, tag_label
-from mtl.rundir import prediction_file
+from mtl.model.heads.base import (
+    Encoded,
+    Head,
+    Submission,
+    bad_probabilities,
+    full_length_tags,
+    mlp,
+    score_tags,
+    tag_label,
+)
+from mtl.rundir import WORD_LEVEL, prediction_file
 from mtl.task_options import SourceTagsConfig
 
 if TYPE_CHECKING:
@@ -42,15 +51,24 @@ class SourceTags(Head):
         tags = self.net(enc.words("src")).argmax(-1).tolist()
         return [tags[i][:n] for i, n in enumerate(enc.batch["n_src"].tolist())]
 
+    def outputs(self, enc: Encoded) -> list[dict[str, Any]]:
+        """Per row: the source words' tags and P(BAD) (truncated words: OK, NaN)."""
+        logits = self.net(enc.words("src"))
+        kept, full = enc.batch["n_src"].tolist(), enc.batch["n_src_words"].tolist()
+        tags = logits.argmax(-1).tolist()
+        return [{"src_tags": [tag_label(t) for t in full_length_tags(row[:k], n, gaps=False)], "src_bad": p}
+                for row, k, n, p in zip(tags, kept, full, bad_probabilities(logits, kept, full))]
+
     def score(self, split: PairSplit, preds: list[list[int]]) -> dict[str, float] | None:
         return score_tags(split, preds, side="src", gaps=False, metrics=M.tag_metrics)
 
-    def submission(self, split: PairSplit, preds: list[list[int]], *, method: str) -> Submission:
-        """``pair<TAB>method<TAB>source<TAB>segment<TAB>word index<TAB>word<TAB>OK|BAD``, in `source_tags.txt`."""
+    def submission(self, split: PairSplit, preds: list[list[int]], *, method: str) -> list[Submission]:
+        """``LP<TAB>method<TAB>source<TAB>segment<TAB>word index<TAB>word<TAB>OK|BAD``, in
+        `word/predictions_src.txt` (beside the MT tags, as the WMT20 `word_evaluate.py` reads them)."""
         cols, lines = split.columns, []
         for i, tags in enumerate(preds):
-            words, seg = cols["src"][i], cols["index"][i]
+            words, seg, lp = cols["src"][i], cols["index"][i], cols["lp"][i]
             tags = full_length_tags(tags, len(words), gaps=False)
-            lines += [f"{split.pair}\t{method}\tsource\t{seg}\t{j}\t{w}\t{tag_label(tags[j])}"
+            lines += [f"{lp}\t{method}\tsource\t{seg}\t{j}\t{w}\t{tag_label(tags[j])}"
                       for j, w in enumerate(words)]
-        return prediction_file(self.name), lines
+        return [(prediction_file(WORD_LEVEL, "src"), lines)]

@@ -10,8 +10,17 @@ from torch.nn import functional as F
 
 from mtl import metrics as M
 from mtl.config import ModelConfig
-from mtl.model.heads.base import Encoded, Head, Submission, full_length_tags, mlp, score_tags, tag_label
-from mtl.rundir import prediction_file
+from mtl.model.heads.base import (
+    Encoded,
+    Head,
+    Submission,
+    bad_probabilities,
+    full_length_tags,
+    mlp,
+    score_tags,
+    tag_label,
+)
+from mtl.rundir import WORD_LEVEL, prediction_file
 from mtl.task_options import WordTagsConfig
 
 if TYPE_CHECKING:
@@ -64,10 +73,15 @@ class WordTags(Head):
 
     def predict(self, enc: Encoded) -> list[list[int]]:
         word_logits, gap_logits = self._logits(enc)
+        return self._interleave(word_logits, gap_logits, enc.batch["n_mt"].tolist())
+
+    @staticmethod
+    def _interleave(word_logits: torch.Tensor, gap_logits: torch.Tensor | None, kept: list[int]) -> list[list[int]]:
+        """2n+1 tags per row: gap, word, gap, ..., word, gap (gaps OK without a gap head)."""
         words = word_logits.argmax(-1).tolist()
         gaps = gap_logits.argmax(-1).tolist() if gap_logits is not None else None
         out = []
-        for i, n in enumerate(enc.batch["n_mt"].tolist()):
+        for i, n in enumerate(kept):
             row_gaps = gaps[i][:n + 1] if gaps is not None else [0] * (n + 1)
             tags = [row_gaps[0]]
             for j in range(n):
@@ -75,17 +89,36 @@ class WordTags(Head):
             out.append(tags)
         return out
 
+    def outputs(self, enc: Encoded) -> list[dict[str, Any]]:
+        """Per row: the MT words' tags and P(BAD), and the gaps' when the head tags gaps; words
+        cut by truncation are tagged OK with P(BAD) NaN."""
+        word_logits, gap_logits = self._logits(enc)
+        kept, full = enc.batch["n_mt"].tolist(), enc.batch["n_mt_words"].tolist()
+        tags = [full_length_tags(t, n, gaps=True)
+                for t, n in zip(self._interleave(word_logits, gap_logits, kept), full)]
+        word_bad = bad_probabilities(word_logits, kept, full)
+        out: list[dict[str, Any]] = [{"mt_tags": [tag_label(t) for t in row[1::2]], "mt_bad": p}
+                                     for row, p in zip(tags, word_bad)]
+        if gap_logits is not None:
+            gap_bad = bad_probabilities(gap_logits, [k + 1 for k in kept], [n + 1 for n in full])
+            for row, values, p in zip(out, tags, gap_bad):
+                row.update(gap_tags=[tag_label(t) for t in values[0::2]], gap_bad=p)
+        return out
+
     def score(self, split: PairSplit, preds: list[list[int]]) -> dict[str, float] | None:
         return score_tags(split, preds, side="mt", gaps=True, metrics=M.mt_tag_metrics)
 
-    def submission(self, split: PairSplit, preds: list[list[int]], *, method: str) -> Submission:
-        """``pair<TAB>method<TAB>mt|gap<TAB>segment<TAB>index<TAB>word<TAB>OK|BAD``, in `word_tags.txt`."""
-        cols, lines, pair = split.columns, [], split.pair
+    def submission(self, split: PairSplit, preds: list[list[int]], *, method: str) -> list[Submission]:
+        """``LP<TAB>method<TAB>mt|gap<TAB>segment<TAB>index<TAB>word<TAB>OK|BAD``: the MT words
+        in `word/predictions_mt.txt`, the gaps (when the head tags them) in
+        `word/predictions_gaps.txt`, as the WMT20 `word_evaluate.py` reads them."""
+        cols, words_out, gaps_out = split.columns, [], []
         for i, tags in enumerate(preds):
-            words, seg = cols["mt"][i], cols["index"][i]
+            words, seg, lp = cols["mt"][i], cols["index"][i], cols["lp"][i]
             tags = full_length_tags(tags, len(words), gaps=True)
-            lines += [f"{pair}\t{method}\tmt\t{seg}\t{j}\t{word}\t{tag_label(tags[2 * j + 1])}"
-                      for j, word in enumerate(words)]
-            lines += [f"{pair}\t{method}\tgap\t{seg}\t{j}\tgap\t{tag_label(tags[2 * j])}"
-                      for j in range(len(words) + 1)]
-        return prediction_file(self.name), lines
+            words_out += [f"{lp}\t{method}\tmt\t{seg}\t{j}\t{word}\t{tag_label(tags[2 * j + 1])}"
+                          for j, word in enumerate(words)]
+            gaps_out += [f"{lp}\t{method}\tgap\t{seg}\t{j}\tgap\t{tag_label(tags[2 * j])}"
+                         for j in range(len(words) + 1)]
+        files = [(prediction_file(WORD_LEVEL, "mt"), words_out)]
+        return [*files, (prediction_file(WORD_LEVEL, "gaps"), gaps_out)] if self.gaps is not None else files
