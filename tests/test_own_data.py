@@ -172,6 +172,19 @@ def test_training_on_tables_scores_each_dataset_on_its_labelled_rows(own_run):
     assert mt[0].split("\t")[:3] == ["ro-en", "mtl", "mt"]
 
 
+def test_a_dataset_that_tags_words_but_not_gaps_trains_the_word_tags(tmp_path, tables, data_root, cache_dir):
+    # Its batches label MT words and no gap: the gap term is left out, not a mean over nothing
+    # (found by finalize: every vendor-only batch made the word_tags loss NaN at step 1)
+    from mtl.config import config_from_dict
+    from mtl.train import train
+
+    raw = tiny_raw(data_root, cache_dir, tasks={"da": {}, "word_tags": {}}, train={"max_steps": 4, "eval_every": 4})
+    raw["data"].update(pairs=["vendor"], datasets=tables)
+    result = train(config_from_dict(raw, source="vendor only"), out_dir=tmp_path / "run")
+    words = result["metrics"]["vendor"]["word_tags"]
+    assert math.isfinite(words["words_mcc"]) and math.isnan(words["gaps_mcc"])
+
+
 def test_a_task_no_training_segment_has_a_label_for_is_refused(tmp_path, tables, data_root, cache_dir):
     from mtl.cli import main
     from tests.cli_probe import call

@@ -44,8 +44,10 @@ class SourceTags(Head):
             return None
         logits = self.net(enc.words("src")).float()
         w = logits.shape[1]
-        return F.cross_entropy(logits.reshape(-1, 2), gold[:, :w].reshape(-1),
-                               weight=self.class_weight, ignore_index=-100)
+        gold = gold[:, :w]
+        if not (gold != -100).any():  # only words truncation cut are labelled
+            return None
+        return F.cross_entropy(logits.reshape(-1, 2), gold.reshape(-1), weight=self.class_weight, ignore_index=-100)
 
     def predict(self, enc: Encoded) -> list[list[int]]:
         tags = self.net(enc.words("src")).argmax(-1).tolist()

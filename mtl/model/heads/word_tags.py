@@ -59,17 +59,19 @@ class WordTags(Head):
         return word_logits, self.gaps(gap_in).float()
 
     def loss(self, enc: Encoded) -> torch.Tensor | None:
-        word_gold, gap_gold = enc.batch["word_tags"], enc.batch["gap_tags"]
-        if not (word_gold != -100).any():
-            return None
+        """Cross-entropy of the labelled words plus that of the labelled gaps; a batch whose rows
+        label words but no gaps (a dataset without gap tags) has the word term only."""
         word_logits, gap_logits = self._logits(enc)
         w = word_logits.shape[1]
-        loss = F.cross_entropy(word_logits.reshape(-1, 2), word_gold[:, :w].reshape(-1),
-                               weight=self.class_weight, ignore_index=-100)
-        if gap_logits is not None:
-            loss = loss + F.cross_entropy(gap_logits.reshape(-1, 2), gap_gold[:, :w + 1].reshape(-1),
-                                          weight=self.class_weight, ignore_index=-100)
-        return loss
+        word_gold, gap_gold = enc.batch["word_tags"][:, :w], enc.batch["gap_tags"][:, :w + 1]
+        terms = []
+        if (word_gold != -100).any():
+            terms.append(F.cross_entropy(word_logits.reshape(-1, 2), word_gold.reshape(-1),
+                                         weight=self.class_weight, ignore_index=-100))
+        if gap_logits is not None and (gap_gold != -100).any():
+            terms.append(F.cross_entropy(gap_logits.reshape(-1, 2), gap_gold.reshape(-1),
+                                         weight=self.class_weight, ignore_index=-100))
+        return sum(terms[1:], terms[0]) if terms else None
 
     def predict(self, enc: Encoded) -> list[list[int]]:
         word_logits, gap_logits = self._logits(enc)
