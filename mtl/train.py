@@ -230,7 +230,7 @@ def _prepare_run_dir(cfg: RunConfig, run: RunDir, resume: bool) -> dict[str, Any
             target = run.path / name
             shutil.rmtree(target) if target.is_dir() else target.unlink()
         return None
-    if not has_state(run.last) and run.config.exists():
+    if run.config.exists():  # metrics.json is the last file a run writes: it has trained to its end
         done = run.read_json("metrics.json")
         if done is not None and done.get("metrics") is not None and run.checkpoint.is_dir():
             return done

@@ -4,6 +4,7 @@ data-safety probes: a run directory of another config, a cut history, a resume s
 
 from __future__ import annotations
 
+import json
 import pickle
 import shutil
 from collections.abc import Callable
@@ -236,6 +237,19 @@ def test_overwrite_into_a_new_folder_creates_it(ctx):
     answer = call(main, ["train", "--config", ctx.config(), "--out", str(ctx.tmp / "new" / "run"), "--overwrite"])
     assert answer.code == 0, answer.err
     assert (ctx.tmp / "new" / "run" / "metrics.json").is_file()
+
+
+def test_rerunning_a_finished_run_changes_none_of_its_files(ctx):
+    """The same command again on a run that trained to its end (its last/ state kept) answers
+    from metrics.json: it used to reload last/ and rewrite metrics.json with 0 training seconds
+    and 0 segments (found by finalize's rerun)."""
+    run = Path(ctx.run_copy("finished", lambda r: None))
+    config = str(run / "config.yaml")
+    before = snapshot(run)
+    answer = call(main, ["train", "--config", config, "--out", str(run)])
+    assert answer.code == 0, answer.err
+    assert snapshot(run) == before
+    assert json.loads((run / "metrics.json").read_text())["train_segments"] > 0
 
 
 def test_run_files_without_a_config_are_not_taken_over(ctx):
