@@ -9,20 +9,16 @@ an interrupted trial has none and does not count.
 
 A study remembers the space that created it (`SearchSpace.fingerprint`): a rerun with another
 space is refused before anything is written (`search.study_space`), unless asked to continue.
+Several drivers may share one study (`search.shared`): they count and ask under the database's
+lock, finish exactly `budget` trials together, and rerun the trials of a driver whose
+heartbeats stopped (`search.recovery`).
 
-Several drivers may run the same search against one study at once (`search.shared`): each
-counts and asks under the study's database lock, so together they finish exactly `budget`
-trials; each records heartbeats for its running trials, and the trials of a driver that
-died (no heartbeat for a while) are interrupted and enqueued again by the others
-(`search.recovery`).
-
-User attributes of every trial: ``values`` (the searched keys as set), ``config`` (the
-complete trainer configs, `reports.record.TrialConfigs`), ``run_dir``, ``driver``, and when
-it ends ``metrics`` (``{pair: {task: {metric: v}}}``), ``pair_scores`` (``{metric: {pair:
-v}}``), ``step``, ``seconds`` -- for a COMPLETE trial those of its best checkpoint, for a
-PRUNED one those of the evaluation at which the scheduler stopped it (its value, as Optuna
-records it); a failed one ``fail_reason`` and ``fail_traceback``; ``worker`` (host, pid,
-device and the memory in use when the trial started in its Ray process) once the trial ran.
+User attributes of every trial: ``values`` (the searched keys as set), ``config``
+(`reports.record.TrialConfigs`), ``run_dir``, ``driver``, and when it ends ``metrics``
+(``{pair: {task: {metric: v}}}``), ``pair_scores`` (``{metric: {pair: v}}``), ``step``,
+``seconds``: a COMPLETE trial's of its best checkpoint, a PRUNED one's of the evaluation at
+which the scheduler stopped it (``pruned_reason`` when its objective was undefined there); a
+failed one ``fail_reason`` and ``fail_traceback``; ``worker`` (host, pid, device, memory in use).
 """
 
 from __future__ import annotations
@@ -303,9 +299,13 @@ class Study:
         trial.set_user_attr("step", int(result.get("step", 0)))
         trial.set_user_attr("seconds", round(float(result.get("seconds", 0.0)), 1))
         if not all(math.isfinite(v) for v in scores):
-            self._fail(number, f"objective is not finite at step {result.get('step')}: {scores} (a metric is "
-                               f"undefined: constant predictions leave Pearson undefined, one predicted tag MCC)",
-                       None)
+            why = (f"objective is not finite at step {result.get('step')}: {scores} (a metric is undefined: "
+                   f"constant predictions leave Pearson undefined, one predicted tag MCC)")
+            if not final:  # the scheduler stopped it: an undefined objective ranks last
+                trial.set_user_attr("pruned_reason", why)
+                self.optuna.tell(number, state=TrialState.PRUNED)
+                return "PRUNED"
+            self._fail(number, why, None)
             return "FAIL"
         self.failures_in_a_row = 0
         if final:

@@ -237,3 +237,32 @@ def test_an_undefined_objective_ranks_last_for_the_schedulers(direction, worst):
     assert result["score"] == worst and math.isnan(result["scores"][0])
     defined = _result(4, {"en-de": {"word_tags": {"all_mcc": 0.25}}}, plan, {"en-de": {}}, final=False, started=0.0)
     assert defined["score"] == 0.25
+
+
+def test_a_trial_stopped_at_an_undefined_objective_is_pruned_not_failed(tmp_path, data_root, cache_dir):
+    """Early evaluations often predict every tag OK (MCC undefined): the scheduler stops such a
+    trial as the worst, and the study records it PRUNED with the reason, not as a failure that
+    counts towards max_failures_in_a_row (the quickstart had 3 of 8 trials FAIL so). An
+    undefined objective at the end of training is still a failure."""
+    import math
+
+    from optuna.trial import TrialState
+
+    from search.space import load_space
+    from search.study import Study
+
+    space = load_space(space_file(tmp_path, data_root, cache_dir))
+    study = Study.open(space, storage=space.run.storage, name="u", out=tmp_path / "runs",
+                       data_root=str(data_root), budget=4, max_failures_in_a_row=1)
+    try:
+        stopped, ended = study.ask(), study.ask()
+        assert stopped is not None and ended is not None
+        assert study.finish(stopped.number, {"scores": [math.nan], "step": 2, "seconds": 1.0}) == "PRUNED"
+        assert study.stop_reason() is None  # no failure counted
+        assert study.finish(ended.number, {"scores": [math.nan], "step": 8, "final": True}) == "FAIL"
+    finally:
+        study.close()
+    trials = optuna.load_study(study_name="u", storage=space.run.storage).get_trials()
+    assert trials[stopped.number].state == TrialState.PRUNED
+    assert "objective is not finite at step 2" in trials[stopped.number].user_attrs["pruned_reason"]
+    assert trials[ended.number].state == TrialState.FAIL
