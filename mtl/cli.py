@@ -1,4 +1,4 @@
-"""`python -m mtl {train,evaluate,predict}`: the trainer's command line.
+"""`python -m mtl {train,evaluate,predict,ensemble}`: the trainer's command line.
 
 Every mistake is one message and exit code 2 (`mtl.errors.run_cli`); `--help` imports no torch.
 """
@@ -22,6 +22,7 @@ A compact multi-task trainer for MT quality estimation on MLQE-PE (WMT20 QE).
   python -m mtl train --config examples/en-de.yaml --out runs/en-de
   python -m mtl evaluate --run runs/en-de --split dev
   python -m mtl predict --run runs/en-de --input new.tsv --out preds/
+  python -m mtl ensemble --runs runs/a runs/b --out runs/ab    # then --run runs/ab
 
 Exit codes: 0 done; 2 a mistake in the command, config, data or environment (one message, no
 traceback; -v shows it); 1 a run that failed, or a bug (its traceback is printed).
@@ -76,7 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="re-score a saved run's best checkpoint",
                        description="Score the best checkpoint of a run on a split of its pairs "
                                    "(or --pair) and print {pair: {task: {metric: value}}} as JSON.")
-    p.add_argument("--run", required=True, type=Path, help="run directory written by `train`")
+    p.add_argument("--run", required=True, type=Path,
+                   help="run directory written by `train`, or an ensemble folder (`ensemble`, search.finalize)")
     p.add_argument("--split", default="dev", help="split to score (default: dev)")
     p.add_argument("--pair", action="append", help="language pair (default: the run's pairs); repeatable")
     p.add_argument("--data", type=Path, help="MLQE-PE data root (default: the run's data.root)")
@@ -88,7 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="score new translations (or a dataset's split) with a run",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description=PREDICT_HELP)
-    p.add_argument("--run", required=True, type=Path, help="run directory written by `train`")
+    p.add_argument("--run", required=True, type=Path,
+                   help="run directory written by `train`, or an ensemble folder (`ensemble`, search.finalize)")
     p.add_argument("--out", required=True, type=Path, help="folder for the prediction files")
     given = p.add_argument_group("what to predict (one of)")
     given.add_argument("--input", type=Path, metavar="FILE",
@@ -114,6 +117,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="mtl", help="method name written in wmt20 files (default: mtl)")
     p.add_argument("--overwrite", action="store_true", help="replace predictions already in --out")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: the run's train.device")
+
+    p = sub.add_parser("ensemble", help="ensemble trained runs into a folder that evaluate and predict take as --run",
+                       description="Average the predictions of trained runs (best first): sentence scores and "
+                                   "words' P(BAD) per task, with weights chosen on one half of dev when they beat "
+                                   "the plain mean on the other half. Writes ensemble.json, metrics.json (the "
+                                   "ensemble's dev metrics beside each run's) and predictions/ to --out.")
+    p.add_argument("--runs", required=True, nargs="+", type=Path, metavar="RUN", help="run directories, best first")
+    p.add_argument("--out", required=True, type=Path, help="the ensemble folder")
+    p.add_argument("--split", default="dev", help="split the weights are chosen and scored on (default: dev)")
+    p.add_argument("--data", type=Path, help="MLQE-PE data root (default: the runs' data.root)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: the first run's train.device")
+    p.add_argument("--overwrite", action="store_true", help="replace an ensemble already in --out")
     return parser
 
 
@@ -122,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    commands = {"train": _train, "evaluate": _evaluate, "predict": _predict}
+    commands = {"train": _train, "evaluate": _evaluate, "predict": _predict, "ensemble": _ensemble}
     return run_cli(f"python -m mtl {args.command}", lambda: commands[args.command](args), verbose=args.verbose)
 
 
@@ -178,19 +193,11 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _load_run(args: argparse.Namespace) -> Any:
-    from mtl.model.checkpoints import CheckpointError
-    from mtl.rundir import RunDir
-
-    run = RunDir(args.run)
-    if not run.path.is_dir():
-        raise CheckpointError(f"--run {run.path}: no such folder; expected a run directory written by `mtl train`")
-    if not run.checkpoint.is_dir():
-        raise CheckpointError(f"--run {run.path}: no checkpoint/ folder; is this a run directory written by "
-                              f"`mtl train` (a run that evaluated at least once)?")
+    """The run directory or ensemble folder of ``--run``, loaded (`mtl.ensemble.Ensemble`)."""
     _quiet_libraries(args.verbose)
-    from mtl.model.multitask import MultiTaskModel
+    from mtl.ensemble import load_run
 
-    return MultiTaskModel.from_pretrained(run.checkpoint)
+    return load_run(args.run)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -228,6 +235,30 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ensemble(args: argparse.Namespace) -> int:
+    from mtl.errors import SetupError
+    from mtl.rundir import RunDir
+
+    out = RunDir(args.out)
+    if out.path.exists() and not out.path.is_dir():
+        raise SetupError(f"--out {out.path}: is a file, expected a folder for the ensemble")
+    if out.config.exists() or out.checkpoint.exists():
+        raise SetupError(f"--out {out.path}: holds a run directory; give the ensemble a folder of its own")
+    if out.ensemble.exists() and not args.overwrite:
+        raise SetupError(f"--out {out.path}: already holds an ensemble; pass --overwrite to replace it, or "
+                         f"another --out")
+    if len(args.runs) < 2:
+        raise SetupError(f"--runs: an ensemble needs at least 2 runs, got {len(args.runs)}")
+    _quiet_libraries(args.verbose)
+    from mtl.ensemble_dir import build_ensemble
+
+    result = build_ensemble(args.runs, out.path, split=args.split, root=str(args.data) if args.data else None,
+                            device=args.device)
+    print(json.dumps(finite({k: result[k] for k in ("objective", "metrics", "choice")}), indent=2))
+    print(f"ensemble written to {out.path}  (python -m mtl predict --run {out.path} ...)", file=sys.stderr)
+    return 0
+
+
 def _check_out(out: Path, fmt: str, *, overwrite: bool) -> None:
     from mtl.errors import SetupError
     from mtl.predict import OUTPUT_FILES
@@ -247,15 +278,14 @@ def _predict_inputs(args: argparse.Namespace, model: Any, needs: dict[str, list[
     from mtl.data import lines, tables
     from mtl.errors import SetupError
 
-    features = model.cfg.features
     why = {"model_score": f"the run's glass-box features {', '.join(needs.get('model_score', []))} read the NMT "
-                          f"system's sentence score (features.sentence={features.sentence})",
+                          f"system's sentence score (features.sentence={model.cfg.features.sentence})",
            "nmt_logprobs": f"the run's glass-box features {', '.join(needs.get('nmt_logprobs', []))} read the NMT "
                            f"system's token log-probs"}
     if args.pair:
         cfg = model.cfg
         source = cfg.data.source(args.pair, root=str(args.data) if args.data else None)
-        records = source.read(args.pair, args.split, word_probas=features.needs_logprobs)[:args.max_samples or None]
+        records = source.read(args.pair, args.split, word_probas="nmt_logprobs" in needs)[:args.max_samples or None]
         return records, len(records)
     if args.input:
         columns = _columns(args.columns)

@@ -19,11 +19,13 @@ from typing import IO, Any, Literal
 from mtl.catalogue import FEATURES
 from mtl.data.dataset import PairSplit, collate, default_cache_dir, encode_records, eval_order, load_pair_split
 from mtl.device import pick_device
+from mtl.ensemble import Ensemble, as_ensemble
 from mtl.evaluate import Metrics, objective, predict_split, score_split, write_predictions
 from mtl.files import finite, replace_with
 from mtl.model.multitask import MultiTaskModel
 
-__all__ = ["OUTPUT_FILES", "glassbox_inputs", "predict_stream", "predict_to_files", "score_run"]
+__all__ = ["OUTPUT_FILES", "dev_outputs", "ensemble_scores", "glassbox_inputs", "predict_stream",
+           "predict_to_files", "score_run"]
 
 log = logging.getLogger(__name__)
 
@@ -43,20 +45,43 @@ def _split(model: MultiTaskModel, pair: str, split: str, max_samples: int | None
                            max_samples=max_samples, features=cfg.features)
 
 
-def score_run(model: MultiTaskModel, *, split: str, pairs: list[str], root: str | None = None,
+Run = MultiTaskModel | Ensemble
+"""A loaded run, or an ensemble of runs (`mtl.ensemble.load_run`)."""
+
+
+def dev_outputs(ens: Ensemble, pair: str, split: str, *, max_samples: int | None, root: str | None,
+                device: Any) -> tuple[PairSplit, list[list[dict[str, Any]]]]:
+    """One dataset's split as the first member encodes it, and every member's per-segment outputs."""
+    splits = [_split(m, pair, split, max_samples, root) for m in ens.members]
+    return splits[0], [_outputs(m, s, device) for m, s in zip(ens.members, splits)]
+
+
+def score_run(model: Run, *, split: str, pairs: list[str], root: str | None = None,
               max_samples: int | None = None, device: str | None = None) -> dict:
-    """{"objective": v, "metrics": {pair: {task: {metric: value}}}} of a loaded run, on the
-    first `max_samples` segments of each dataset (None: all), on ``device`` (default: the run's
-    ``train.device``); ``root`` reads the MLQE-PE pairs from there instead of the run's root."""
-    where = pick_device(device or model.cfg.train.device)
-    model.to(where)
+    """{"objective": v, "metrics": {pair: {task: {metric: value}}}} of a loaded run or ensemble,
+    on the first `max_samples` segments of each dataset (None: all), on ``device`` (default:
+    the run's ``train.device``); ``root`` reads the MLQE-PE pairs from there instead of the run's root."""
+    ens = as_ensemble(model)
+    where = pick_device(device or ens.cfg.train.device)
+    ens.to(where)
     metrics: Metrics = {}
     for pair in pairs:
-        data = _split(model, pair, split, max_samples, root)
-        preds = predict_split(model, data, batch_size=model.cfg.train.eval_batch_size, device=where,
-                              autocast=contextlib.nullcontext)
-        metrics[pair] = score_split(data, preds, model.task_heads)
-    return {"objective": objective(metrics, model.cfg.objective_terms()), "metrics": metrics}
+        if len(ens.members) == 1:  # every head, the auxiliary ones too, from its own predictions
+            member = ens.members[0]
+            data = _split(member, pair, split, max_samples, root)
+            preds = predict_split(member, data, batch_size=member.cfg.train.eval_batch_size, device=where,
+                                  autocast=contextlib.nullcontext)
+            metrics[pair] = score_split(data, preds, member.task_heads)
+            continue
+        data, rows = dev_outputs(ens, pair, split, max_samples=max_samples, root=root, device=where)
+        metrics[pair] = ensemble_scores(ens, data, ens.combine(rows))
+    return {"objective": objective(metrics, ens.cfg.objective_terms()), "metrics": metrics}
+
+
+def ensemble_scores(ens: Ensemble, data: PairSplit, rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Each head's metrics of combined outputs."""
+    heads = ens.heads
+    return score_split(data, {task: head.from_outputs(rows) for task, head in heads.items()}, heads)
 
 
 def predict_to_files(model: MultiTaskModel, *, pair: str, split: str, out: str | Path, root: str | None = None,
@@ -70,22 +95,24 @@ def predict_to_files(model: MultiTaskModel, *, pair: str, split: str, out: str |
     return write_predictions(data, preds, out, model.task_heads, method=method)
 
 
-def glassbox_inputs(model: MultiTaskModel) -> dict[str, list[str]]:
-    """The NMT-system inputs a model's glass-box features read -> those features:
+def glassbox_inputs(model: Run) -> dict[str, list[str]]:
+    """The NMT-system inputs a run's (or its members') glass-box features read -> those features:
     ``model_score`` (one score per segment) and ``nmt_logprobs`` (its tokens and their log-probs)."""
-    names = model.cfg.features.names()
+    names = [n for m in as_ensemble(model).members for n in m.cfg.features.names()]
+    names = list(dict.fromkeys(names))
     needs = {"model_score": [n for n in names if not FEATURES[n].logprobs],
              "nmt_logprobs": [n for n in names if FEATURES[n].logprobs]}
     return {k: v for k, v in needs.items() if v}
 
 
-def predict_stream(model: MultiTaskModel, records: Iterable[dict], *, out: str | Path, fmt: Format = "tsv",
+def predict_stream(model: Run, records: Iterable[dict], *, out: str | Path, fmt: Format = "tsv",
                    method: str = "mtl", device: str | None = None, total: int | None = None,
                    chunk: int = CHUNK) -> tuple[list[Path], int]:
     """Predict segments a chunk at a time and write them to ``out``.
 
     Args:
-        model: A loaded run.
+        model: A loaded run, or an ensemble (each member encodes the chunk with its own
+            tokenizer; the heads combine the members' outputs).
         records: Segments as the readers give them (``src``, ``mt`` word lists, ``index`` from 0,
             ``id``; ``nmt_tokens``/``nmt_logprobs`` and ``model_score`` when the features need them).
         out: The output folder.
@@ -102,27 +129,35 @@ def predict_stream(model: MultiTaskModel, records: Iterable[dict], *, out: str |
     Raises:
         DataError: A malformed segment (nothing is written under the final names).
     """
-    where = pick_device(device or model.cfg.train.device)
-    model.to(where).eval()
-    cfg, out = model.cfg, Path(out)
+    ens = as_ensemble(model)
+    where = pick_device(device or ens.cfg.train.device)
+    ens.to(where)
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    low = cfg.features.low_logprob if cfg.features.needs_logprobs else None
     n, started = 0, time.monotonic()
     with contextlib.ExitStack() as stack:
         writer = _Writer(out, fmt, method, stack)
         bar = stack.enter_context(_progress(total))
         for part in _chunks(records, chunk):
-            cols = encode_records(part, tokenizer=model.tokenizer, max_length=cfg.model.max_length,
-                                  pe_max_length=cfg.target_tokens, low_logprob=low)
-            if not model.encoder.backbone.uses_token_type_ids:
-                cols.pop("token_type_ids", None)
-            writer.write(model, PairSplit(pair="input", split="input", columns=cols, dataset=None), where)
+            splits = [_encode(m, part) for m in ens.members]
+            rows = ens.combine([_outputs(m, s, where) for m, s in zip(ens.members, splits)])
+            writer.write(ens, splits[0], rows)
             n += len(part)
             bar.update(len(part))
         files = writer.close()
     seconds = time.monotonic() - started
     log.info("predicted %d segments in %.1f s (%.0f per second) on %s", n, seconds, n / max(seconds, 1e-9), where)
     return files, n
+
+
+def _encode(model: MultiTaskModel, part: list[dict]) -> PairSplit:
+    cfg = model.cfg
+    low = cfg.features.low_logprob if cfg.features.needs_logprobs else None
+    cols = encode_records(part, tokenizer=model.tokenizer, max_length=cfg.model.max_length,
+                          pe_max_length=cfg.target_tokens, low_logprob=low)
+    if not model.encoder.backbone.uses_token_type_ids:
+        cols.pop("token_type_ids", None)
+    return PairSplit(pair="input", split="input", columns=cols, dataset=None)
 
 
 class _Writer:
@@ -142,15 +177,12 @@ class _Writer:
             self.files[name] = self.stack.enter_context(open(tmp, "w", encoding="utf-8", newline="\n"))  # noqa: SIM115
         return self.files[name]
 
-    def write(self, model: MultiTaskModel, split: PairSplit, device: Any) -> None:
+    def write(self, ens: Ensemble, split: PairSplit, rows: list[dict[str, Any]]) -> None:
         if self.fmt == "wmt20":
-            preds = predict_split(model, split, batch_size=model.cfg.train.eval_batch_size, device=device,
-                                  autocast=contextlib.nullcontext)
-            for task, values in preds.items():
-                for name, lines in model.task_heads[task].submission(split, values, method=self.method):
+            for head in ens.heads.values():
+                for name, lines in head.submission(split, head.from_outputs(rows), method=self.method):
                     self._file(name).writelines(line + "\n" for line in lines)
             return
-        rows = _outputs(model, split, device)
         ids = [i if i is not None else str(k + 1) for i, k in zip(split.columns["id"], split.columns["index"])]
         f = self._file(OUTPUT_FILES[self.fmt])
         if self.fmt == "jsonl":

@@ -13,6 +13,9 @@ The trainer writes it, a search's trials add two files to it, the reports read i
         post_edit/predictions.txt                     one post-edit per line
     error.json         (a search's trial) why the trial raised: reason and traceback
     worker.json        (a search's trial) where it ran and the memory its process held
+    ensemble.json      (an ensemble folder, instead of checkpoint/) its members and weights
+
+An ensemble folder written by finalize holds ensemble.json, metrics.json and predictions/.
 
 A per_pair trial of a search keeps one run directory per pair below its own: ``<run>/<pair>/``.
 """
@@ -86,6 +89,11 @@ class RunDir:
     @property
     def worker(self) -> Path:
         return self.path / "worker.json"
+
+    @property
+    def ensemble(self) -> Path:
+        """(an ensemble folder) its members and their weights: `mtl.ensemble`."""
+        return self.path / "ensemble.json"
 
     def predictions(self, pair: str, split: str) -> Path:
         """The folder of the prediction files of one pair and split."""

@@ -10,9 +10,11 @@ config trains one model on all of the study's pairs (the per-pair configs differ
 
 from __future__ import annotations
 
+import copy
 import platform
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -22,7 +24,7 @@ from reports.record import TrialConfigs
 
 PACKAGES = ("mtlsearch", "torch", "transformers", "tokenizers", "datasets", "numpy", "optuna", "ray")
 
-__all__ = ["export_best", "ranked_trials"]
+__all__ = ["export_best", "ranked_trials", "trial_config"]
 
 
 def ranked_trials(study: optuna.Study, *, aggregator: str | None = None) -> list[optuna.trial.FrozenTrial]:
@@ -76,14 +78,7 @@ def export_best(study: optuna.Study, *, out: str | Path, rank: int = 1, aggregat
         raise ReportError(f"--rank {rank}: study {study.study_name!r} has only {len(ranked)} complete trial(s) "
                           f"ranked by {by}")
     trial = ranked[rank - 1]
-    configs = TrialConfigs.from_attr(trial.user_attrs.get("config"), study_mode=study.user_attrs.get("mode"))
-    if configs is None:
-        raise ReportError(f"trial {trial.number} of study {study.study_name!r} stored no config")
-    per_pair = configs.mode == "per_pair"
-    config = dict(configs.first)
-    if per_pair:  # one config for all pairs: the per-pair ones differ only in data.pairs
-        pairs = list(study.user_attrs.get("pairs") or []) or list(configs.configs)
-        config["data"] = {**config["data"], "pairs": pairs}
+    config, per_pair = trial_config(study, trial)
     try:
         cfg = config_from_dict(config, source=f"study {study.study_name}: trial {trial.number}")
     except ConfigError as e:
@@ -98,6 +93,25 @@ def export_best(study: optuna.Study, *, out: str | Path, rank: int = 1, aggregat
     dump_config(cfg, path, header=_header(study, trial, rank=rank, by=by, seed=cfg.train.seed,
                                           pairs=list(cfg.data.pairs), per_pair=per_pair, path=path))
     return path
+
+
+def trial_config(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> tuple[dict[str, Any], bool]:
+    """A trial's trainer config as plain data, one model on all of the study's pairs, and
+    whether the study trained one model per pair instead (the per-pair configs differ only in
+    ``data.pairs``).
+
+    Raises:
+        ReportError: The trial stored no config.
+    """
+    configs = TrialConfigs.from_attr(trial.user_attrs.get("config"), study_mode=study.user_attrs.get("mode"))
+    if configs is None:
+        raise ReportError(f"trial {trial.number} of study {study.study_name!r} stored no config")
+    per_pair = configs.mode == "per_pair"
+    config = copy.deepcopy(dict(configs.first))
+    if per_pair:
+        pairs = list(study.user_attrs.get("pairs") or []) or list(configs.configs)
+        config["data"] = {**config["data"], "pairs": pairs}
+    return config, per_pair
 
 
 def _header(study: optuna.Study, trial: optuna.trial.FrozenTrial, *, rank: int, by: str, seed: int,

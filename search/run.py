@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mtl.errors import RunFailed, SetupError, run_cli
+from search.ray_session import join
 
 HELP = """\
 Search hyperparameters and task weights of the multi-task QE trainer (mtl) with Ray Tune
@@ -69,6 +70,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="validate the space and what every trial needs (data, checkpoint, resources), print the "
                         "trial count, sampler, scheduler and one sampled config; train nothing")
+    p.add_argument("--finalize", type=int, metavar="K",
+                   help="when the search ends, retrain its top K configs on all the training data and ensemble "
+                        "them into <out>/final (what python -m search.finalize does)")
+    p.add_argument("--finalize-seeds", type=int, default=2, metavar="S",
+                   help="seeds per finalized config (default 2)")
     p.add_argument("-v", "--verbose", action="store_true", help="show Ray's own output, the trainer's logs and "
                                                                 "the traceback of an error")
     return p
@@ -94,9 +100,14 @@ def _main(args: argparse.Namespace) -> int:
     problems = search_problems(space, address=args.address)
     if problems:
         raise SpaceError(problems)
+    if args.finalize is not None and (args.finalize < 1 or args.finalize_seeds < 1):
+        raise SetupError(f"--finalize and --finalize-seeds must be 1 or more, got {args.finalize} and "
+                         f"{args.finalize_seeds}")
     if args.dry_run:
         return _dry_run(space)
-    return _search(space, address=args.address, verbose=args.verbose, allow_change=args.allow_space_change)
+    finalize = (args.finalize, args.finalize_seeds) if args.finalize else None
+    return _search(space, address=args.address, verbose=args.verbose, allow_change=args.allow_space_change,
+                   finalize=finalize)
 
 
 def _dry_run(space: Any) -> int:
@@ -129,7 +140,8 @@ def _dry_run(space: Any) -> int:
     return 0
 
 
-def _search(space: Any, *, address: str | None, verbose: bool, allow_change: bool) -> int:
+def _search(space: Any, *, address: str | None, verbose: bool, allow_change: bool,
+            finalize: tuple[int, int] | None = None) -> int:
     import optuna
 
     from search.study import Study
@@ -139,7 +151,7 @@ def _search(space: Any, *, address: str | None, verbose: bool, allow_change: boo
         optuna.logging.set_verbosity(optuna.logging.WARNING)
     tune = None
     if address is not None:  # a cluster's resources are known once joined: check them before the study is written
-        tune = _connect(address, verbose=verbose)
+        tune = join(address, verbose=verbose)
         tune.check_resources(cpus_per_trial=run.cpus_per_trial, gpus_per_trial=run.gpus_per_trial)
     try:
         study = Study.open(space, storage=run.storage, name=run.study, out=run.out, data_root=run.data,
@@ -147,7 +159,13 @@ def _search(space: Any, *, address: str | None, verbose: bool, allow_change: boo
                            heartbeat=run.heartbeat, allow_space_change=allow_change)
         try:
             Path(run.out).mkdir(parents=True, exist_ok=True)
-            return _drive(study, run, address=address, verbose=verbose, tune=tune)
+            code = _drive(study, run, address=address, verbose=verbose, tune=tune)
+            if finalize is not None and study.counts().finished < run.trials:
+                print("--finalize waits for the search to finish its trials: run the same command again",
+                      file=sys.stderr)
+            elif finalize is not None:
+                code = _finalize(study, run, finalize, address=address, verbose=verbose, tune=tune)
+            return code
         except OSError as e:
             raise SetupError(f"--out {run.out}: cannot create it: {e.strerror}") from e
         finally:
@@ -155,17 +173,6 @@ def _search(space: Any, *, address: str | None, verbose: bool, allow_change: boo
     finally:
         if tune is not None:
             tune.disconnect()
-
-
-def _connect(address: str | None, *, verbose: bool) -> Any:
-    """Join (or start) the Ray cluster; returns `search.tune`, the module that imports ray."""
-    from search.cluster import prepare_env
-
-    prepare_env(address, verbose=verbose)  # before `import ray`: Ray reads some of it at import
-    from search import tune
-
-    tune.connect(address, verbose=verbose)
-    return tune
 
 
 def _drive(study: Any, run: Any, *, address: str | None, verbose: bool, tune: Any) -> int:
@@ -179,7 +186,7 @@ def _drive(study: Any, run: Any, *, address: str | None, verbose: bool, tune: An
     started = time.monotonic()
     if counts.finished < run.trials:
         own = tune is None
-        tune = tune or _connect(address, verbose=verbose)
+        tune = tune or join(address, verbose=verbose)
         study.optuna.set_user_attr("ray_address", tune.gcs_address())
         try:
             tune.run_search(study, cpus_per_trial=run.cpus_per_trial, gpus_per_trial=run.gpus_per_trial,
@@ -207,6 +214,18 @@ def _drive(study: Any, run: Any, *, address: str | None, verbose: bool, tune: An
     if best is None:
         raise RunFailed("no trial completed: nothing to export; see the fail_reason of each trial above")
     return 0
+
+
+def _finalize(study: Any, run: Any, finalize: tuple[int, int], *, address: str | None, verbose: bool,
+              tune: Any) -> int:
+    """The search's top configs retrained on all the training data and ensembled (`search.finalize`)."""
+    from search.finalize import plan_members, run_finalize
+
+    top, seeds = finalize
+    members = plan_members(study.optuna, top=top, seeds=seeds, train_samples=None, data_root=run.data)
+    return run_finalize(study.optuna, members, out=Path(run.out) / "final", address=address,
+                        cpus=run.cpus_per_trial, gpus=run.gpus_per_trial, overwrite=False, data_root=run.data,
+                        verbose=verbose, tune=tune)
 
 
 def _summary(study: Any, *, seconds: float) -> None:

@@ -75,7 +75,8 @@ def _final(best: dict[str, Any], last: dict[str, Any] | None) -> dict[str, Any]:
     return best
 
 
-def _write_error(run: RunDir, err: BaseException) -> None:
+def write_error(run: RunDir, err: BaseException) -> None:
+    """Write ``error.json`` (the error and its traceback) into a run directory."""
     run.path.mkdir(parents=True, exist_ok=True)
     write_json(run.error, {"reason": repr(err), "traceback": traceback.format_exc()})
 
@@ -104,7 +105,7 @@ def run_joint(plan: TrialPlan, *, report: Report) -> None:
         best = _result(result["steps"], result["metrics"], plan, terms, final=True, started=started)
         report(_final(best, last[0] if last else None))
     except Exception as e:  # not SystemExit: Ray stops a pruned trial with sys.exit inside tune.report
-        _write_error(run, e)
+        write_error(run, e)
         raise
 
 
@@ -115,7 +116,7 @@ def train_pair(config: dict[str, Any], out_dir: str) -> dict[str, Any]:
     try:
         return train(config_from_dict(config, source=f"{out_dir}"), out_dir=out_dir)
     except Exception as e:  # not SystemExit: Ray stops a pruned trial with sys.exit inside tune.report
-        _write_error(RunDir(out_dir), e)
+        write_error(RunDir(out_dir), e)
         raise
 
 

@@ -212,6 +212,46 @@ def check_resources(*, cpus_per_trial: float, gpus_per_trial: float) -> None:
         raise SetupError(problem)
 
 
+def run_tasks(calls: list[tuple[str, Any, tuple[Any, ...]]], *, cpus: float, gpus: float,
+              on_done: Any = None) -> dict[str, BaseException | None]:
+    """Run ``(name, function, args)`` calls as Ray tasks, each with these resources (Ray queues
+    what does not fit); ``on_done(name, error)`` is called as each ends. Returns name -> its
+    error (None: it succeeded). Ray must be connected (`connect`).
+
+    Raises:
+        SetupError: The resources exceed what the cluster has in all.
+    """
+    check_resources(cpus_per_trial=cpus, gpus_per_trial=gpus)
+    refs = {}
+    for name, fn, args in calls:
+        refs[ray.remote(_in_task(fn)).options(num_cpus=cpus, num_gpus=gpus, max_retries=0).remote(*args)] = name
+    errors: dict[str, BaseException | None] = {}
+    pending = list(refs)
+    try:
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            for ref in done:
+                try:
+                    ray.get(ref)
+                    errors[refs[ref]] = None
+                except ray.exceptions.RayError as e:  # the task's error (or its process died): the others go on
+                    errors[refs[ref]] = getattr(e, "cause", None) or e
+                if on_done is not None:
+                    on_done(refs[ref], errors[refs[ref]])
+    finally:
+        for ref in pending:  # Ctrl-C: stop what still runs (a rerun resumes it)
+            ray.cancel(ref, force=True)
+    return errors
+
+
+def _in_task(fn: Any) -> Any:
+    def task(*args: Any) -> Any:
+        _threads()
+        return fn(*args)
+    task.__name__ = getattr(fn, "__name__", "task")
+    return task
+
+
 def disconnect() -> None:
     """Leave the cluster (a local Ray started by `connect` stops with it)."""
     ray.shutdown()

@@ -94,6 +94,16 @@ class Head(nn.Module):
         None: the task has no per-segment output (nothing is computed)."""
         return None
 
+    def combine(self, members: list[list[dict[str, Any]]], weights: list[float]) -> list[dict[str, Any]] | None:
+        """An ensemble's outputs per segment from its members' (`outputs` rows, one list per
+        member, best-ranked first; ``weights`` sum to 1); None: the task has none to combine."""
+        return None
+
+    def from_outputs(self, rows: list[dict[str, Any]]) -> list[Any]:
+        """The predictions `predict` would give (what `score` and `submission` take) from
+        per-segment outputs (`outputs` or `combine` rows)."""
+        raise NotImplementedError(f"{type(self).__name__} has no per-segment outputs")
+
 
 def full_length_tags(pred: list[int], n_words: int, *, gaps: bool) -> list[int]:
     """Pad the tags of truncated words with OK (the majority class) to the full sentence."""
@@ -105,6 +115,32 @@ def bad_probabilities(logits: torch.Tensor, kept: list[int], full: list[int]) ->
     """Per row, P(BAD) of its first ``kept`` positions, then NaN up to ``full`` (cut by truncation)."""
     probs = logits.float().softmax(-1)[..., M.BAD].tolist()
     return [row[:k] + [math.nan] * (n - k) for row, k, n in zip(probs, kept, full)]
+
+
+def mean_probabilities(lists: list[list[float]], weights: list[float]) -> list[float]:
+    """Position by position, the weighted mean of the members' probabilities over those that
+    have one (NaN: a word truncation cut for that member; NaN where every member lacks it)."""
+    out = []
+    for values in zip(*lists):
+        seen = [(w, v) for w, v in zip(weights, values) if not math.isnan(v)]
+        total = sum(w for w, _ in seen)
+        out.append(sum(w * v for w, v in seen) / total if seen and total > 0 else math.nan)
+    return out
+
+
+def combine_tags(members: list[list[dict[str, Any]]], weights: list[float], side: str) -> list[dict[str, Any]]:
+    """``<side>_bad`` averaged over the members, ``<side>_tags`` BAD where that is above 0.5 (what
+    the argmax of two classes is); a word no member tagged stays OK with P(BAD) NaN."""
+    out = []
+    for rows in zip(*members):
+        bad = mean_probabilities([r[f"{side}_bad"] for r in rows], weights)
+        out.append({f"{side}_tags": [tag_label(M.BAD if p > 0.5 else M.OK) for p in bad], f"{side}_bad": bad})
+    return out
+
+
+def tag_values(labels: list[str]) -> list[int]:
+    """The tags of `tag_label`'s words."""
+    return [M.BAD if t == "BAD" else M.OK for t in labels]
 
 
 def score_tags(split: PairSplit, preds: list[list[int]], *, side: str, gaps: bool,

@@ -131,3 +131,10 @@ class PostEdit(Head):
 
     def outputs(self, enc: Encoded) -> list[dict[str, Any]]:
         return [{self.name: " ".join(words)} for words in self.predict(enc)]
+
+    def combine(self, members: list[list[dict[str, Any]]], weights: list[float]) -> list[dict[str, Any]]:
+        """The best-ranked member's text (texts do not average)."""
+        return [{self.name: row[self.name]} for row in members[0]]
+
+    def from_outputs(self, rows: list[dict[str, Any]]) -> list[list[str]]:
+        return [row[self.name].split() for row in rows]

@@ -52,3 +52,10 @@ class SentenceRegression(Head):
 
     def outputs(self, enc: Encoded) -> list[dict[str, Any]]:
         return [{self.name: v} for v in self.predict(enc)]
+
+    def combine(self, members: list[list[dict[str, Any]]], weights: list[float]) -> list[dict[str, Any]]:
+        """The weighted mean of the members' scores."""
+        return [{self.name: sum(w * r[self.name] for w, r in zip(weights, rows))} for rows in zip(*members)]
+
+    def from_outputs(self, rows: list[dict[str, Any]]) -> list[float]:
+        return [r[self.name] for r in rows]

@@ -14,10 +14,12 @@ from mtl.model.heads.base import (
     Head,
     Submission,
     bad_probabilities,
+    combine_tags,
     full_length_tags,
     mlp,
     score_tags,
     tag_label,
+    tag_values,
 )
 from mtl.rundir import WORD_LEVEL, prediction_file
 from mtl.task_options import SourceTagsConfig
@@ -60,6 +62,13 @@ class SourceTags(Head):
         tags = logits.argmax(-1).tolist()
         return [{"src_tags": [tag_label(t) for t in full_length_tags(row[:k], n, gaps=False)], "src_bad": p}
                 for row, k, n, p in zip(tags, kept, full, bad_probabilities(logits, kept, full))]
+
+    def combine(self, members: list[list[dict[str, Any]]], weights: list[float]) -> list[dict[str, Any]]:
+        """The source words' P(BAD) averaged, tagged BAD above 0.5."""
+        return combine_tags(members, weights, "src")
+
+    def from_outputs(self, rows: list[dict[str, Any]]) -> list[list[int]]:
+        return [tag_values(row["src_tags"]) for row in rows]
 
     def score(self, split: PairSplit, preds: list[list[int]]) -> dict[str, float] | None:
         return score_tags(split, preds, side="src", gaps=False, metrics=M.tag_metrics)

@@ -15,10 +15,12 @@ from mtl.model.heads.base import (
     Head,
     Submission,
     bad_probabilities,
+    combine_tags,
     full_length_tags,
     mlp,
     score_tags,
     tag_label,
+    tag_values,
 )
 from mtl.rundir import WORD_LEVEL, prediction_file
 from mtl.task_options import WordTagsConfig
@@ -105,6 +107,23 @@ class WordTags(Head):
             gap_bad = bad_probabilities(gap_logits, [k + 1 for k in kept], [n + 1 for n in full])
             for row, values, p in zip(out, tags, gap_bad):
                 row.update(gap_tags=[tag_label(t) for t in values[0::2]], gap_bad=p)
+        return out
+
+    def combine(self, members: list[list[dict[str, Any]]], weights: list[float]) -> list[dict[str, Any]]:
+        """The MT words' (and gaps') P(BAD) averaged, tagged BAD above 0.5."""
+        out = combine_tags(members, weights, "mt")
+        if self.gaps is not None:
+            for row, gaps in zip(out, combine_tags(members, weights, "gap")):
+                row.update(gaps)
+        return out
+
+    def from_outputs(self, rows: list[dict[str, Any]]) -> list[list[int]]:
+        """2n+1 interleaved tags (gaps OK when the head tags none)."""
+        out = []
+        for row in rows:
+            words = tag_values(row["mt_tags"])
+            gaps = tag_values(row["gap_tags"]) if "gap_tags" in row else [M.OK] * (len(words) + 1)
+            out.append([t for pair in zip(gaps, words) for t in pair] + gaps[-1:])
         return out
 
     def score(self, split: PairSplit, preds: list[list[int]]) -> dict[str, float] | None:
