@@ -15,6 +15,7 @@ from reports.aggregate import aggregate
 from reports.bootstrap import uncertainty
 from reports.ensemble import Ensemble, ensemble
 from reports.extract import ReportError, StudyData, extract
+from reports.finalized import finalized
 from reports.floor import floor
 
 log = logging.getLogger(__name__)
@@ -54,10 +55,11 @@ def build_report(study: optuna.Study, *, out: str | Path, top: int = 3, n_boot: 
     except ReportError as e:
         notes["ensemble"] = str(e)
     flr = floor(data, agg, data_root=data_root)
+    final = finalized(study, data_root=data_root, n_boot=n_boot, seed=seed)
     front = [t.number for t in study.best_trials] if len(data.directions) > 1 and data.complete else []
     out = Path(out)
     write_table(data, out / "metrics.csv")
-    report = ReportData(data=data, agg=agg, unc=unc, ens=ens, front=front, notes=notes, floor=flr)
+    report = ReportData(data=data, agg=agg, unc=unc, ens=ens, front=front, notes=notes, floor=flr, final=final)
     path = render(report, out / "index.html")
     log.info("report: %s", path)
     return path

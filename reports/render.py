@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import math
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from reports.aggregate import Aggregation
 from reports.bootstrap import Uncertainty, verdict
 from reports.ensemble import Ensemble, summary
 from reports.extract import StudyData
+from reports.finalized import Finalized
 from reports.floor import LABEL as FLOOR_LABEL
 from reports.floor import Floor
 from reports.floor import verdict as floor_verdict
@@ -40,6 +42,8 @@ class ReportData:
     """Section id -> why it is empty, when the data says more than the figure function."""
     floor: Floor | None = None
     """The zero-training DA floor per pair (None: the study trains no da)."""
+    final: Finalized | None = None
+    """The study's latest finalize run (None: it was never finalized)."""
 
 
 @dataclass(frozen=True)
@@ -123,7 +127,9 @@ def render(report: ReportData, out: str | Path) -> Path:
     d = report.data
     sections = [s for s in SECTIONS if s.when is None or s.when(report)]
     body = [_header(report)]
-    body.append("<nav>" + " ".join(f'<a href="#{s.id}">{s.title}</a>' for s in sections) + "</nav>")
+    extra = [("final", "Final models")] if report.final is not None else []
+    body.append("<nav>" + " ".join(f'<a href="#{id_}">{title}</a>' for id_, title in
+                                   [*((s.id, s.title) for s in sections), *extra]) + "</nav>")
     scripts = []
     for s in sections:
         fig = s.draw(report)
@@ -141,6 +147,8 @@ def render(report: ReportData, out: str | Path) -> Path:
         body.append(f'<div class="fig" id="fig-{s.id}"></div>')
         blob = fig.to_json().replace("</", "<\\/")
         scripts.append(f'<script type="application/json" class="figure" data-target="fig-{s.id}">{blob}</script>')
+    if report.final is not None:
+        body.append('<h2 id="final">Final models</h2>' + _final_section(report.final))
     body.append('<h2 id="rankings">Rankings by aggregator</h2>' + _rankings_table(report.agg))
     body.append('<h2 id="failed">Failed trials</h2>' + _failed_table(d))
     title = html.escape(f"Study {d.name}: model selection report")
@@ -278,6 +286,38 @@ def _top_table(r: ReportData) -> str:
                       for p in pairs)
             + ("<th>DA Pearson above the floor? (worst margin)</th>" if flr is not None else "")
             + f"</tr>{rows}</table>{notes}")
+
+
+def _final_section(f: Finalized) -> str:
+    """The finalized configs' members (mean ± spread over seeds) and the ensemble, per pair and
+    primary metric, all on the same dev segments; then the comparisons in words."""
+    e = html.escape
+    parts = [f'<p class="caption">{e(f.out)}: the top configs retrained on all the training data with several '
+             f"seeds (search.finalize), scored on all of dev; the ensemble ({e(f.ensemble)}) averages them. "
+             f"Ensemble objective {_fmt(f.objective)}.</p>"]
+    keys = [(pair, key) for pair, values in f.ens_metrics.items() for key in values]
+    head = "".join(f"<th>{e(pair)}<br>{e(key)}</th>" for pair, key in keys)
+    rows = []
+    for c in f.configs:
+        cells = []
+        for pair, key in keys:
+            values = [v for v in c["metrics"].get(pair, {}).get(key, []) if v is not None]
+            spread = f" ± {statistics.stdev(values):.4f}" if len(values) > 1 else ""
+            cells.append(f'<td class="num">{_fmt(statistics.mean(values)) if values else "–"}{spread}</td>')
+        objectives = [v for v in c["objectives"] if v is not None]
+        rows.append(f"<tr><td>{c['rank']}</td><td>{c['trial']}</td><td class=\"num\">{_fmt(c['search'])}</td>"
+                    f"<td class=\"num\">{_fmt(statistics.mean(objectives)) if objectives else '–'}</td>"
+                    f"<td>{', '.join(map(str, c['seeds']))}</td>{''.join(cells)}</tr>")
+    ens = "".join(f'<td class="num">{_fmt(f.ens_metrics[pair][key])}</td>' for pair, key in keys)
+    rows.append(f"<tr><td colspan=\"3\"><b>ensemble</b></td><td class=\"num\">{_fmt(f.objective)}</td>"
+                f"<td></td>{ens}</tr>")
+    parts.append("<table><tr><th>rank</th><th>trial</th><th>search score</th><th>finalized objective</th>"
+                 f"<th>seeds</th>{head}</tr>{''.join(rows)}</table>")
+    if f.rank_correlation is not None:
+        parts.append(f"<p>Spearman's rho between the configs' search scores and their finalized objectives: "
+                     f"{f.rank_correlation:.2f} (1: finalizing kept the search's ranking).</p>")
+    parts += [f"<p>{e(line)}</p>" for line in f.verdicts + f.notes]
+    return "".join(parts)
 
 
 def _rankings_table(agg: Aggregation, top: int = 10) -> str:

@@ -136,6 +136,11 @@ def finalize(study: Any, members: Sequence[Member], *, out: str | Path, tune: An
         {k: v for k, v in asdict(m).items() if k != "config"} for m in members]})
     print(f"finalizing {len(members)} members into {out}/members (Ray tasks of {cpus:g} CPU, {gpus:g} GPU)",
           file=sys.stderr)
+    for m in {m.trial: m for m in members}.values():
+        steps = m.config["train"].get("max_steps")
+        if steps:
+            print(f"  note: trial {m.trial}'s config fixes train.max_steps={steps}: its members train {steps} steps "
+                  f"whatever the data (a config with train.epochs trains that many epochs of it)", file=sys.stderr)
     done: list[str] = []
 
     def on_done(name: str, error: BaseException | None) -> None:
@@ -158,10 +163,11 @@ def finalize(study: Any, members: Sequence[Member], *, out: str | Path, tune: An
     result = RunDir(ensemble).read_json("metrics.json") or {}
     record = study.user_attrs.get("finalized") or {}
     scored = {m.name: (dirs[m.name].read_json("metrics.json") or {}).get("objective") for m in members}
-    record[str(out)] = {"members": {m.name: {"rank": m.rank, "trial": m.trial, "seed": m.seed,
-                                             "objective": scored[m.name]} for m in members},
-                        "train_samples": members[0].config["data"]["max_train_samples"],
-                        "ensemble": {"run": str(ensemble), "objective": result.get("objective")}}
+    record[str(out.resolve())] = {
+        "members": {m.name: {"rank": m.rank, "trial": m.trial, "seed": m.seed, "objective": scored[m.name]}
+                    for m in members},
+        "train_samples": members[0].config["data"]["max_train_samples"],
+        "ensemble": {"run": str(ensemble.resolve()), "objective": result.get("objective")}}
     study.set_user_attr("finalized", record)
     return result
 

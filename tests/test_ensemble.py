@@ -14,25 +14,28 @@ from mtl.cli import main as mtl_main
 from mtl.config import config_from_dict
 from tests.cli_probe import call
 from tests.conftest import tiny_raw
-from tests.own_data_fixtures import segments
+from tests.own_data_fixtures import own_datasets, segments
 
 
-def _train(data_root: Path, cache: Path, out: Path, seed: int, **sections) -> Path:
+def _train(data_root: Path, cache: Path, out: Path, seed: int, tables: dict, **sections) -> Path:
     from mtl.train import train
 
     raw = tiny_raw(data_root, cache, tasks={"da": {}, "hter": {}, "word_tags": {}, "source_tags": {}, "mlm": {}},
                    train={"seed": seed, "max_steps": 8, "eval_every": 4, "device": "cpu"},
-                   data={"pairs": ["en-de", "ro-en"], "max_train_samples": 64, "max_eval_samples": 40}, **sections)
+                   data={"pairs": ["team", "pq"], "datasets": tables, "max_train_samples": None,
+                         "max_eval_samples": None}, **sections)
     train(config_from_dict(raw, source=f"member {seed}"), out_dir=out)
     return out
 
 
 @pytest.fixture(scope="module")
 def members(tmp_path_factory, data_root, cache_dir) -> list[Path]:
+    """Three small runs on two table datasets (dev: 24 and 16 segments of en-de)."""
     root = tmp_path_factory.mktemp("members")
-    return [_train(data_root, cache_dir, root / "m0", 1),
-            _train(data_root, cache_dir, root / "m1", 2, model={"vocab_size": 800, "num_layers": 1}),
-            _train(data_root, cache_dir, root / "m2", 3, model={"backbone": "roberta", "vocab_size": 700})]
+    tables = own_datasets(root / "own", data_root)
+    return [_train(data_root, cache_dir, root / "m0", 1, tables),
+            _train(data_root, cache_dir, root / "m1", 2, tables, model={"vocab_size": 800, "num_layers": 1}),
+            _train(data_root, cache_dir, root / "m2", 3, tables, model={"backbone": "roberta", "vocab_size": 700})]
 
 
 @pytest.fixture(scope="module")
@@ -61,13 +64,14 @@ def test_the_folder_holds_members_weights_metrics_and_wmt20_predictions(ensemble
         assert len(weights) == 3 and sum(weights) == pytest.approx(1.0) and min(weights) >= 0
         assert spec["choice"][task]["chosen"] in ("plain", "selected")
     saved = json.loads((out / "metrics.json").read_text())
-    assert set(saved["metrics"]) == {"en-de", "ro-en"} and set(saved["members"]) == {"m0", "m1", "m2"}
-    assert set(saved["metrics"]["en-de"]) == {"da", "hter", "word_tags", "source_tags"}  # mlm: no output to combine
-    for pair in ("en-de", "ro-en"):
+    assert set(saved["metrics"]) == {"team", "pq"} and set(saved["members"]) == {"m0", "m1", "m2"}
+    assert set(saved["metrics"]["team"]) == {"da", "hter", "word_tags", "source_tags"}  # mlm: no output to combine
+    for pair, lp, rows in (("team", "en-de", 24), ("pq", "pq", 16)):
         folder = out / "predictions" / f"{pair}.dev"
         da = (folder / "da" / "predictions.txt").read_text().splitlines()
-        assert len(da) == 1000 and da[0].split("\t")[:3] == [pair, "ensemble", "0"]
-        assert (folder / "word" / "predictions_mt.txt").is_file() and (folder / "word" / "predictions_src.txt").is_file()
+        assert len(da) == rows and da[0].split("\t")[:3] == [lp, "ensemble", "0"]
+        assert (folder / "word" / "predictions_src.txt").is_file()
+    assert (out / "predictions" / "team.dev" / "word" / "predictions_mt.txt").is_file()
 
 
 def test_evaluate_recomputes_the_saved_metrics(ensemble):
@@ -75,17 +79,22 @@ def test_evaluate_recomputes_the_saved_metrics(ensemble):
     from mtl.predict import score_run
 
     out, result = ensemble
-    again = score_run(load_run(out), split="dev", pairs=["en-de", "ro-en"], max_samples=None, device="cpu")
-    for pair in ("en-de", "ro-en"):
+    again = score_run(load_run(out), split="dev", pairs=["team", "pq"], max_samples=None, device="cpu")
+    for pair in ("team", "pq"):
         for task, values in result["metrics"][pair].items():
             for metric, value in values.items():
                 assert again["metrics"][pair][task][metric] == pytest.approx(value, abs=1e-9, nan_ok=True), \
                     (pair, task, metric)
 
 
-def test_predict_averages_the_members_with_the_chosen_weights(ensemble, members, data_root, tmp_path):
+def test_predict_averages_the_members_with_the_weights_of_ensemble_json(ensemble, members, data_root, tmp_path):
     out, _ = ensemble
     spec = json.loads((out / "ensemble.json").read_text())
+    spec["members"] = [str(m.resolve()) for m in members]  # a folder of its own, with unequal weights
+    spec["weights"].update(da=[0.5, 0.3, 0.2], hter=[0.0, 0.25, 0.75], word_tags=[0.6, 0.0, 0.4])
+    out = tmp_path / "weighted"
+    out.mkdir()
+    (out / "ensemble.json").write_text(json.dumps(spec), encoding="utf-8")
     rows = segments(data_root, "ro-en", "dev", 30)
     new = tmp_path / "new.tsv"
     new.write_text("id\tsrc\tmt\n" + "".join(f"s{i}\t{' '.join(r['src'])}\t{' '.join(r['mt'])}\n"
@@ -117,13 +126,10 @@ def test_a_run_is_an_ensemble_of_one(members, tmp_path):
     one = build_ensemble(members[:1], tmp_path / "one")
     own = json.loads((members[0] / "metrics.json").read_text())
     assert one["choice"] == {} and one["weights"]["da"] == [1.0]
-    # the run's metrics.json scored the first 40 dev segments; the ensemble scores all of dev
-    from mtl.ensemble import load_run
-    from mtl.predict import score_run
-
-    first40 = score_run(load_run(tmp_path / "one"), split="dev", pairs=["en-de"], max_samples=40, device="cpu")
-    assert first40["metrics"]["en-de"]["da"]["pearson"] == pytest.approx(own["metrics"]["en-de"]["da"]["pearson"],
-                                                                         abs=1e-6)
+    for pair in ("team", "pq"):  # the run's own metrics.json, on the same dev rows
+        assert one["metrics"][pair]["da"]["pearson"] == pytest.approx(own["metrics"][pair]["da"]["pearson"], abs=1e-6)
+        assert one["metrics"][pair]["source_tags"]["mcc"] == pytest.approx(own["metrics"][pair]["source_tags"]["mcc"],
+                                                                           abs=1e-9, nan_ok=True)
 
 
 def test_weights_are_chosen_on_one_half_and_kept_only_if_they_win_on_the_other(members, data_root):
@@ -131,7 +137,7 @@ def test_weights_are_chosen_on_one_half_and_kept_only_if_they_win_on_the_other(m
     from mtl.predict import dev_outputs
 
     ens = Ensemble.of([load_run(m).members[0] for m in members])
-    dev = [dev_outputs(ens, "en-de", "dev", max_samples=200, root=None, device="cpu")]
+    dev = [dev_outputs(ens, pair, "dev", max_samples=None, root=None, device="cpu") for pair in ("team", "pq")]
     report = choose_weights(ens, dev, seed=0)
     for task, row in report.items():
         assert abs(sum(row["selected_weights"]) - 1) < 1e-9

@@ -129,3 +129,22 @@ def test_finalize_refuses_an_out_that_is_a_file(searched):
     tmp, _, storage = searched
     (tmp / "afile").write_text("")
     call(finalize_main, ["--storage", storage, "--out", str(tmp / "afile")]).check(code=2, says=r"afile: is a file")
+
+
+def test_the_report_says_what_finalizing_bought(searched):
+    import html
+
+    from reports.__main__ import main as report
+
+    tmp, space, storage = searched
+    assert report(["build", "--storage", storage, "--out", str(tmp / "report"), "--bootstrap", "50"]) == 0
+    page = (tmp / "report" / "index.html").read_text()
+    final = html.unescape(page[page.index('<h2 id="final">'):page.index('<h2 id="rankings">')])
+    latest, record = list(study_of(space, "fin").user_attrs["finalized"].items())[-1]  # the section shows it
+    seeds = len(record["members"]) // len({m["trial"] for m in record["members"].values()})
+    assert f"{latest}: the top configs retrained" in final and "finalized objective" in final
+    assert "<b>ensemble</b>" in final and (" ± " in final) == (seeds > 1)
+    assert "team da.pearson: the ensemble " in final and " the best single member r" in final
+    assert "trained on the search's slice" in final
+    assert ("retrained on all the data (mean of 2 seeds)" if seeds > 1 else "retrained on all the data (one seed)") \
+        in final
