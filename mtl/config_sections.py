@@ -226,9 +226,15 @@ class TrainConfig:
     """auto: CUDA when present, else CPU; cuda: refuse to start without one."""
     eval_batch_size: int = 64
     """Segments per evaluation batch."""
+    threads: int | None = None
+    """torch's CPU threads (None: what the process may use: its CPU affinity, a container's CPU
+    quota, $OMP_NUM_THREADS or the CPUs Ray gave the trial, never more). A training job beside
+    another on the same cores wants fewer (`bench/threads.py`)."""
 
     def __post_init__(self) -> None:
         problems = []
+        if self.threads is not None and self.threads < 1:
+            problems.append(Problem("threads", f"must be >= 1 or null, got {self.threads}"))
         if self.lr <= 0:
             problems.append(Problem("lr", f"must be > 0, got {self.lr}"))
         if self.weight_decay < 0:

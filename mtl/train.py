@@ -24,7 +24,7 @@ from mtl.config import ConfigError, RunConfig, dump_config, load_config, to_dict
 from mtl.data.dataset import PairSplit, batch_order, collate, default_cache_dir, load_pair_split
 from mtl.data.parse import DataError
 from mtl.data.tokenizer import cached_tokenizer, load_tokenizer
-from mtl.device import pick_device, precision
+from mtl.device import pick_device, pick_threads, precision
 from mtl.errors import RunFailed, SetupError
 from mtl.evaluate import objective, predict_split, score_split, write_predictions
 from mtl.files import read_jsonl, write_json, write_text
@@ -91,6 +91,8 @@ def train(cfg: RunConfig, *, out_dir: str | Path, report: Report | None = None,
         log.info("%s: this config already trained to its end (metrics.json); --overwrite trains it again", run.path)
         return finished
     dump_config(cfg, run.config, header="# Resolved trainer config: python -m mtl train --config this-file\n")
+    threads = pick_threads(cfg.train.threads)
+    torch.set_num_threads(threads)
     _seed_everything(cfg.train.seed)
     autocast, scaler = precision(cfg.train.precision, device)
 
@@ -132,9 +134,10 @@ def train(cfg: RunConfig, *, out_dir: str | Path, report: Report | None = None,
                            scaler=scaler)
         log.info("resumed %s at step %d of %d", run.path, state.step, total)
     _truncate_history(run, state.step)
-    log.info("training %s on %s: %d segments, %d steps, %s, tasks %s, weighting %s%s",
+    log.info("training %s on %s: %d segments, %d steps, %s (%d threads), tasks %s, weighting %s%s",
              cfg.model.pretrained or f"a new {cfg.model.backbone}", ", ".join(cfg.data.pairs), len(lengths), total,
-             device, ", ".join(cfg.tasks), cfg.weighting, f", features {model.features.extra_repr()}" if stats else "")
+             device, threads, ", ".join(cfg.tasks), cfg.weighting,
+             f", features {model.features.extra_repr()}" if stats else "")
 
     # --- loop ---------------------------------------------------------------------------
     model.train()
@@ -191,7 +194,7 @@ def train(cfg: RunConfig, *, out_dir: str | Path, report: Report | None = None,
 
     result = {"best_step": state.best_step, "objective": state.best_objective, "steps": state.step,
               "stopped_early": state.stopped_early, "seconds": round(time.monotonic() - started, 1),
-              "train_seconds": round(loop_seconds, 2), "train_segments": seen,
+              "train_seconds": round(loop_seconds, 2), "train_segments": seen, "threads": threads,
               "metrics": state.best_metrics}
     write_json(run.metrics, result)
     return result

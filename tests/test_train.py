@@ -203,3 +203,28 @@ print(json.dumps([sorted(tok.get_vocab().items())[:50], split.columns["input_ids
         assert p.returncode == 0, err
     assert outs[0][0] == outs[1][0]
     assert not list(tmp_path.rglob("*.tmp*"))  # the loser's scratch copy is gone
+
+
+def test_train_threads_is_what_torch_uses_and_is_recorded(tiny, tmp_path, monkeypatch):
+    import torch
+
+    from mtl.device import available_cpus, pick_threads
+
+    before = torch.get_num_threads()
+    try:
+        result = train(tiny(train={"threads": 1, "max_steps": 2, "eval_every": 2}), out_dir=tmp_path / "one")
+        assert result["threads"] == 1 and torch.get_num_threads() == 1
+        torch.set_num_threads(before)
+        # unset: what the process may use, never more ($OMP_NUM_THREADS as a user or Ray sets it)
+        assert pick_threads(None) == min(available_cpus(), before)
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert pick_threads(None) == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_train_threads_below_one_is_refused(tiny):
+    from mtl.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"train\.threads: must be >= 1 or null, got 0"):
+        tiny(train={"threads": 0})
