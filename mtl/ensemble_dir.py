@@ -14,6 +14,7 @@ from typing import Any
 
 from mtl.device import pick_device
 from mtl.ensemble import Ensemble, choose_weights, load_run, write_ensemble
+from mtl.errors import SetupError
 from mtl.evaluate import objective, write_predictions
 from mtl.files import finite
 from mtl.predict import dev_outputs, ensemble_scores
@@ -38,9 +39,14 @@ def build_ensemble(member_dirs: Sequence[str | Path], out: str | Path, *, split:
 
     Raises:
         CheckpointError: A member folder that does not load.
+        SetupError: The runs were trained on different datasets.
     """
     members = [load_run(d).members[0] for d in member_dirs]
     names = [RunDir(d).path.name for d in member_dirs]
+    pairs_of = {str(d): sorted(m.cfg.data.pairs) for d, m in zip(member_dirs, members)}
+    if len({tuple(p) for p in pairs_of.values()}) > 1:
+        raise SetupError("the runs of an ensemble must be trained on the same datasets; "
+                         + "; ".join(f"{d}: {', '.join(p)}" for d, p in pairs_of.items()))
     ens = Ensemble.of(members, names=names)
     where = pick_device(device or ens.cfg.train.device)
     ens.to(where)

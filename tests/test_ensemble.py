@@ -175,4 +175,18 @@ def test_mtl_ensemble_writes_a_folder_and_refuses_to_clobber(members, tmp_path):
         code=2, says=r"holds a run directory")
     call(mtl_main, ["ensemble", "--runs", str(members[0]), str(tmp_path / "nope"), "--out", str(tmp_path / "x")]) \
         .check(code=2, says=r"nope: no such folder")
+    other = _train_elsewhere(tmp_path)
+    call(mtl_main, ["ensemble", "--runs", str(members[0]), str(other), "--out", str(tmp_path / "y")]).check(
+        code=2, says=r"must be trained on the same datasets; .*m0: pq, team; .*other: en-de")
     assert (out / "ensemble.json").read_bytes() == before
+
+
+def _train_elsewhere(tmp_path: Path) -> Path:
+    """A run on MLQE-PE en-de (the members train on two tables)."""
+    from mtl.train import train
+    from tests.conftest import DATA_ROOT
+
+    raw = tiny_raw(DATA_ROOT, tmp_path / "cache", train={"max_steps": 2, "eval_every": 2, "device": "cpu"},
+                   data={"max_train_samples": 16, "max_eval_samples": 8})
+    train(config_from_dict(raw, source="other"), out_dir=tmp_path / "other")
+    return tmp_path / "other"
