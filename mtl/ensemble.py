@@ -22,7 +22,7 @@ import math
 import os
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,14 +46,13 @@ class Ensemble:
 
     members: list[MultiTaskModel]
     weights: dict[str, list[float]]
-    names: list[str] = field(default_factory=list)
 
     @classmethod
-    def of(cls, members: Sequence[MultiTaskModel], names: Sequence[str] = ()) -> Ensemble:
+    def of(cls, members: Sequence[MultiTaskModel]) -> Ensemble:
         """The plain mean of ``members``."""
         tasks = {task for m in members for task in m.heads}
         weights = {task: [1.0 if task in m.heads else 0.0 for m in members] for task in tasks}
-        return cls(list(members), weights, list(names) or [f"member {i}" for i in range(len(members))])
+        return cls(list(members), weights)
 
     @property
     def cfg(self) -> Any:
@@ -75,15 +74,13 @@ class Ensemble:
             member.to(device).eval()
         return self
 
-    def combine(self, member_rows: list[list[dict[str, Any]]],
-                weights: dict[str, list[float]] | None = None) -> list[dict[str, Any]]:
+    def combine(self, member_rows: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
         """Per segment, every head's combined outputs (one member: its own rows)."""
         if len(self.members) == 1:
             return member_rows[0]
-        weights = weights or self.weights
         out: list[dict[str, Any]] = [{} for _ in member_rows[0]]
         for task, head in self.heads.items():
-            found = head.combine(*_members_of(self, task, member_rows, weights[task]))
+            found = head.combine(*_members_of(self, task, member_rows, self.weights[task]))
             for row, values in zip(out, found or ()):
                 row.update(values)
         return out
@@ -118,7 +115,7 @@ def load_run(path: str | Path) -> Ensemble:
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise CheckpointError(f"{run.ensemble}: not an ensemble file ({e}); rerun finalize to write it") from e
         models = [load_run(run.path / m).members[0] for m in members]
-        ens = Ensemble.of(models, names=members)
+        ens = Ensemble.of(models)
         for task, values in weights.items():
             if task not in ens.weights or len(values) != len(models):
                 raise CheckpointError(f"{run.ensemble}: weights of {task!r} do not match its {len(models)} members")
@@ -127,7 +124,7 @@ def load_run(path: str | Path) -> Ensemble:
     if not run.checkpoint.is_dir():
         raise CheckpointError(f"--run {run.path}: no checkpoint/ folder; is this a run directory written by "
                               f"`mtl train` (a run that evaluated at least once)?")
-    return Ensemble.of([MultiTaskModel.from_pretrained(run.checkpoint)], names=[str(run.path)])
+    return Ensemble.of([MultiTaskModel.from_pretrained(run.checkpoint)])
 
 
 # --- weights chosen on dev ----------------------------------------------------------------

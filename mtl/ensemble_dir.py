@@ -47,7 +47,7 @@ def build_ensemble(member_dirs: Sequence[str | Path], out: str | Path, *, split:
     if len({tuple(p) for p in pairs_of.values()}) > 1:
         raise SetupError("the runs of an ensemble must be trained on the same datasets; "
                          + "; ".join(f"{d}: {', '.join(p)}" for d, p in pairs_of.items()))
-    ens = Ensemble.of(members, names=names)
+    ens = Ensemble.of(members)
     where = pick_device(device or ens.cfg.train.device)
     ens.to(where)
     pairs = list(ens.cfg.data.pairs)
