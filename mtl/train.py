@@ -207,6 +207,17 @@ _OUTPUTS = ("checkpoint", "last", "metrics.json", "history.jsonl", "predictions"
 """What a run writes besides config.yaml (removed by --overwrite); see `mtl.rundir`."""
 
 
+def holds_other_config(run: RunDir, cfg: RunConfig) -> bool:
+    """Whether ``run`` holds a config.yaml of another config than ``cfg`` (one that no longer
+    loads counts as another)."""
+    if not run.config.exists():
+        return False
+    try:
+        return to_dict(load_config(run.config)) != to_dict(cfg)
+    except ConfigError:
+        return True
+
+
 def _prepare_run_dir(cfg: RunConfig, run: RunDir, resume: bool) -> dict[str, Any] | None:
     """Make ``run`` ready for this config: refuse a folder of another run, start over without
     ``resume``. Returns the recorded result when this config already trained to its end there."""
@@ -214,11 +225,7 @@ def _prepare_run_dir(cfg: RunConfig, run: RunDir, resume: bool) -> dict[str, Any
         raise RunDirTaken(f"--out {run.path}: is a file, expected a run directory (a folder, created if missing)")
     ours = [name for name in _OUTPUTS if (run.path / name).exists()]
     if run.config.exists():
-        try:
-            same = to_dict(load_config(run.config)) == to_dict(cfg)
-        except ConfigError:
-            same = False
-        if not same and resume:
+        if holds_other_config(run, cfg) and resume:
             raise RunDirTaken(f"--out {run.path}: holds a run of another config ({run.config}); use another "
                               f"folder, or replace that run with --overwrite")
     elif ours and resume:

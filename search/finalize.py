@@ -179,21 +179,14 @@ def check_out(members: Sequence[Member], out: Path, *, overwrite: bool) -> list[
     Raises:
         SetupError: There are such members and not ``overwrite``.
     """
-    from mtl.config import ConfigError, config_from_dict, load_config, to_dict
+    from mtl.config import config_from_dict
     from mtl.rundir import RunDir
+    from mtl.train import holds_other_config
 
     if out.exists() and not out.is_dir():
         raise SetupError(f"--out {out}: is a file, expected a folder for members/ and ensemble/")
-    taken = []
-    for m in members:
-        run = RunDir(out / "members" / m.name)
-        if run.config.is_file():
-            try:
-                same = to_dict(load_config(run.config)) == to_dict(config_from_dict(m.config, source=m.name))
-            except ConfigError:
-                same = False
-            if not same:
-                taken.append(m.name)
+    taken = [m.name for m in members
+             if holds_other_config(RunDir(out / "members" / m.name), config_from_dict(m.config, source=m.name))]
     if taken and not overwrite:
         raise SetupError(f"--out {out}: members {', '.join(taken)} hold runs of other configs (another "
                          f"--train-samples, or a study that changed); use another --out, or --overwrite to "
