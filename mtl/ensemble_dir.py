@@ -1,7 +1,7 @@
 """Write an ensemble folder from trained run directories: weights chosen on dev, the ensemble's
 dev metrics beside each member's, its dev predictions in the WMT20 layout.
 
-`search.finalize` calls :func:`build_ensemble` once its members have trained; the folder then
+`search.finalizing` calls :func:`build_ensemble` once its members have trained; the folder then
 loads with `mtl.ensemble.load_run` (`mtl evaluate --run`, `mtl predict --run`).
 """
 

@@ -219,7 +219,8 @@ def _drive(study: Any, run: Any, *, address: str | None, verbose: bool, tune: An
 def _finalize(study: Any, run: Any, finalize: tuple[int, int], *, address: str | None, verbose: bool,
               tune: Any) -> int:
     """The search's top configs retrained on all the training data and ensembled (`search.finalize`)."""
-    from search.finalize import plan_members, run_finalize
+    from search.finalize import run_finalize
+    from search.finalizing import plan_members
 
     top, seeds = finalize
     members = plan_members(study.optuna, top=top, seeds=seeds, train_samples=None, data_root=run.data)
