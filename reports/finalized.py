@@ -84,9 +84,10 @@ def finalized(study: optuna.Study, *, data_root: str | None = None, n_boot: int 
     for pair, ks in keys.items():
         for key in ks:
             task = key.split(".")[0]
-            if TASKS[task].level == "sentence":
-                _versus_best(result, pair, key, member_dirs, data_root, n_boot, seed)
-                _versus_slice(result, pair, key, member_dirs, trials, data_root)
+            if TASKS[task].level == "sentence":  # every member read the same datasets: one member's gold
+                gold = _gold(next(iter(member_dirs.values())), pair, task, data_root)
+                _versus_best(result, pair, key, member_dirs, gold, n_boot, seed)
+                _versus_slice(result, pair, key, member_dirs, trials, gold)
     return result
 
 
@@ -128,7 +129,7 @@ def _aligned(paths: dict[str, Path], gold: dict[int, float], first: int | None =
             {name: np.array([p[i] for i in common]) for name, p in preds.items()})
 
 
-def _versus_best(result: Finalized, pair: str, key: str, member_dirs: dict[str, Path], data_root: str | None,
+def _versus_best(result: Finalized, pair: str, key: str, member_dirs: dict[str, Path], gold: dict[int, float],
                  n_boot: int, seed: int) -> None:
     """The ensemble against the member with the best value of ``key`` on this pair, paired bootstrap."""
     task, metric = key.split(".")
@@ -138,7 +139,6 @@ def _versus_best(result: Finalized, pair: str, key: str, member_dirs: dict[str, 
         return
     better = TASKS[task].metrics[metric] == "maximize"
     best = (max if better else min)(values, key=values.__getitem__)
-    gold = _gold(member_dirs[best], pair, task, data_root)
     paths = {"ensemble": RunDir(result.ensemble).prediction(pair, "dev", task),
              best: RunDir(member_dirs[best]).prediction(pair, "dev", task)}
     aligned = _aligned(paths, gold)
@@ -157,7 +157,7 @@ def _versus_best(result: Finalized, pair: str, key: str, member_dirs: dict[str, 
 
 
 def _versus_slice(result: Finalized, pair: str, key: str, member_dirs: dict[str, Path],
-                  trials: dict[int, optuna.trial.FrozenTrial], data_root: str | None) -> None:
+                  trials: dict[int, optuna.trial.FrozenTrial], gold: dict[int, float]) -> None:
     """Each config's slice-trained trial against its members, on the segments the trial was scored on."""
     from mtl.metrics import sentence_metrics
 
@@ -174,7 +174,6 @@ def _versus_slice(result: Finalized, pair: str, key: str, member_dirs: dict[str,
             continue
         full = []
         for name in c["members"]:
-            gold = _gold(member_dirs[name], pair, task, data_root)
             aligned = _aligned({name: RunDir(member_dirs[name]).prediction(pair, "dev", task)}, gold, first)
             if aligned is not None:
                 y, preds = aligned
