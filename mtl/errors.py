@@ -16,7 +16,7 @@ import sys
 import traceback
 from collections.abc import Callable
 
-__all__ = ["BUG_LINE", "MtlError", "RunFailed", "SetupError", "run_cli"]
+__all__ = ["BUG_LINE", "MtlError", "RunFailed", "SetupError", "last_line", "run_cli"]
 
 ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
 """An OS error with one of these is the machine's state (a full disk, a read-only folder), not a bug."""
@@ -76,3 +76,9 @@ def run_cli(prog: str, body: Callable[[], int], *, verbose: bool = False) -> int
         traceback.print_exc()
         print(f"{prog}: {BUG_LINE}", file=sys.stderr)
         return 1
+
+
+def last_line(error: str | None) -> str | None:
+    """The last non-empty line of an error text (a traceback's exception, Ray's cause), or None."""
+    lines = [line.strip() for line in (error or "").splitlines() if line.strip()]
+    return lines[-1] if lines else None

@@ -126,10 +126,26 @@ def _header(study: optuna.Study, trial: optuna.trial.FrozenTrial, *, rank: int, 
     if per_pair:
         lines.append("The study trained one model per pair (per_pair mode); this config trains one on all of them. "
                      "One pair's model: add --set data.pairs=[PAIR].")
+    lines += _size_lines(study, trial)
     lines.append("Packages: " + ", ".join(f"{p} {_version(p)}" for p in PACKAGES)
                  + f", python {platform.python_version()}")
     lines.append(f"Retrain: python -m mtl train --config {path} --out runs/best")
     return "".join(f"# {line}\n" for line in lines)
+
+
+def _size_lines(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> list[str]:
+    """At which training-data size the trial was chosen, and how to retrain on all of it."""
+    configs = TrialConfigs.from_attr(trial.user_attrs.get("config"), study_mode=study.user_attrs.get("mode"))
+    size = configs.first.get("data", {}).get("max_train_samples") if configs else None
+    rungs = study.user_attrs.get("train_samples")
+    lines = []
+    if rungs:
+        lines.append(f"Chosen on data-size rungs {' -> '.join(map(str, rungs))} training segments per pair; its "
+                     f"value was measured at the last, {trial.user_attrs.get('train_samples', rungs[-1])}.")
+    if size is not None:
+        lines.append(f"Trained on {size} training segments per pair, as this config does; on all the training "
+                     f"data: add --set data.max_train_samples=null (or python -m search.finalize).")
+    return lines
 
 
 def _version(package: str) -> str:

@@ -9,7 +9,7 @@ import sqlalchemy
 
 from mtl.errors import SetupError
 
-__all__ = ["DRIVERS", "SQLITE_WAIT", "parse_url", "storage_error"]
+__all__ = ["DRIVERS", "SQLITE_WAIT", "hide_password", "parse_url", "storage_error"]
 
 SQLITE_WAIT = 10
 """Seconds a driver waits for a SQLite file another process holds locked (drivers hold it for ms)."""
@@ -19,7 +19,7 @@ DRIVERS = {"postgresql": ("psycopg", "postgres"), "mysql": ("pymysql", None), "m
 
 def storage_error(url: str, e: BaseException) -> SetupError:
     """What went wrong with the study database, in one line with the fix."""
-    where = f"--storage {_hidden(url)}"
+    where = f"--storage {hide_password(url)}"
     text = " ".join(str(x) for x in _chain(e)).lower()
     if isinstance(e, ImportError) or "no module named" in text:
         return _driver_missing(where, url)
@@ -50,7 +50,7 @@ def _cause(e: BaseException, kind: type) -> BaseException | None:
     return next((x for x in _chain(e) if isinstance(x, kind)), None)
 
 
-def _hidden(url: str) -> str:
+def hide_password(url: str) -> str:
     """The URL with its password hidden, as messages show it."""
     try:
         return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
@@ -75,7 +75,7 @@ def parse_url(url: str) -> sqlalchemy.engine.URL:
         raise SetupError(f"--storage {url}: not a database URL; expected e.g. sqlite:///studies/x.db or "
                          f"postgresql://user@host/db") from e
     except ImportError as e:
-        raise _driver_missing(f"--storage {_hidden(url)}", url) from e
+        raise _driver_missing(f"--storage {hide_password(url)}", url) from e
     return parsed
 
 

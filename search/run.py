@@ -64,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--time-budget", type=float, metavar="SECONDS",
                    help="stop after this long; running trials are marked interrupted and resume on the next run")
     p.add_argument("--seed", type=int, help="seed of the sampler")
+    p.add_argument("--warm-start", action="append", metavar="STUDY",
+                   help="start a new study with the best configs of an earlier one (repeatable): a study name in "
+                        "--storage, or URL::STUDY for another storage; replaces the space's warm_start.studies")
     p.add_argument("--allow-space-change", action="store_true",
                    help="continue a study that an edited space file created (the change is recorded in the study; "
                         "queued configs the edited space cannot sample are dropped)")
@@ -96,7 +99,8 @@ def _main(args: argparse.Namespace) -> int:
     from search.space import SpaceError, load_space
 
     overrides = {k: getattr(args, k) for k in _FLAGS if getattr(args, k) is not None}
-    space = load_space(args.space, overrides=overrides, backbone_path=args.backbone_path)
+    space = load_space(args.space, overrides=overrides, backbone_path=args.backbone_path,
+                       warm_start=args.warm_start)
     problems = search_problems(space, address=args.address)
     if problems:
         raise SpaceError(problems)
@@ -118,6 +122,7 @@ def _dry_run(space: Any) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     run = space.run
+    warm = _warm_sources(space)  # before printing: it may refuse
     trial = optuna.create_study(directions=space.directions, sampler=space.make_sampler()).ask()
     values = space.sample(trial)
     cfg = space.trial_config(values, data_root=run.data)
@@ -127,10 +132,17 @@ def _dry_run(space: Any) -> int:
     print(f"study      {run.study} in {run.storage}")
     print(f"objective  {', '.join(f'{m.name} ({m.direction})' for m in space.metrics)}, "
           f"{space.aggregator} over {', '.join(space.pairs)} ({space.mode})")
+    if space.race is not None:
+        r = space.race
+        print(f"race       pairs in order; stop a trial after >= {r.min_pairs} pairs by rule {r.rule} "
+              f"({f'margin {r.margin:g}' if r.rule == 'sign' else f'p < {r.p:g}'})")
     print(f"sampler    {space.sampler} {space.sampler_args or ''}".rstrip())
-    print(f"scheduler  {space.scheduler} {space.scheduler_args or ''}".rstrip())
+    print(f"scheduler  {space.scheduler} {space.scheduler_args or ''}".rstrip()
+          + (f", rungs on training data: {space.fidelity.describe()}" if space.fidelity else ""))
     print(f"searched   {len(space.params)} parameters" +
           (f" + task weights on the simplex over {', '.join(space.weight_tasks)}" if space.weight_tasks else ""))
+    for source in warm:
+        print(f"warm start {source.summary()}")
     print("checked    the data of every pair, the pretrained checkpoint, the output folder, the resources")
     print("one sampled config:")
     for key, value in values.items():
@@ -138,6 +150,16 @@ def _dry_run(space: Any) -> int:
     print("resolved trainer config:")
     print("  " + yaml.safe_dump(to_dict(cfg), sort_keys=False).replace("\n", "\n  ").rstrip())
     return 0
+
+
+def _warm_sources(space: Any, *, say: bool = False) -> list[Any]:
+    """The warm-start studies' seeds (`search.warm_start`); ``say``: print what each gives."""
+    from search.warm_start import read_seeds
+
+    sources = read_seeds(space, storage=space.run.storage, study=space.run.study)
+    for source in sources if say else []:
+        print(f"warm start: {source.summary()}", file=sys.stderr)
+    return sources
 
 
 def _search(space: Any, *, address: str | None, verbose: bool, allow_change: bool,
@@ -156,7 +178,8 @@ def _search(space: Any, *, address: str | None, verbose: bool, allow_change: boo
     try:
         study = Study.open(space, storage=run.storage, name=run.study, out=run.out, data_root=run.data,
                            budget=run.trials, max_failures_in_a_row=run.max_failures_in_a_row,
-                           heartbeat=run.heartbeat, allow_space_change=allow_change)
+                           heartbeat=run.heartbeat, allow_space_change=allow_change,
+                           warm=lambda: _warm_sources(space, say=True))
         try:
             Path(run.out).mkdir(parents=True, exist_ok=True)
             code = _drive(study, run, address=address, verbose=verbose, tune=tune)
@@ -245,7 +268,8 @@ def _summary(study: Any, *, seconds: float) -> None:
                           and not t.user_attrs.get("interrupted")][:10]:
         value = ", ".join(f"{v:.4f}" for v in t.values) if t.values else "-"
         note = t.user_attrs.get("fail_reason", "") if t.state == TrialState.FAIL else \
-            f"step {t.user_attrs.get('step', '?')}"
+            t.user_attrs.get("raced_out") or f"step {t.user_attrs.get('step', '?')}" + \
+            (f", {t.user_attrs['train_samples']} samples per pair" if "train_samples" in t.user_attrs else "")
         rows.append((t.number, t.state.name, value, note[:70]))
     if rows:
         print(f"{'trial':>5}  {'state':<8}  {', '.join(names):<14}  note")

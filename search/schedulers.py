@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mtl.config_loader import unknown_key
+from search.fidelity import DataFidelity, read_fidelity
 from search.samplers import Problems, named
 
 __all__ = ["DEFAULT", "SCHEDULERS", "Scheduler", "read_scheduler"]
@@ -32,6 +33,8 @@ class Scheduler:
     """Whether it is built with ``metric`` and ``mode`` (it compares trials)."""
     rungs: bool = False
     """ASHA rungs: a resumed search seeds them from the study (Ray does not restore them)."""
+    data_rungs: bool = False
+    """Takes ``train_samples``: rungs that grow the training data (`search.fidelity`)."""
     doc: str = ""
 
     def arguments(self, args: Mapping[str, Any], *, metric: str, mode: str) -> dict[str, Any]:
@@ -50,7 +53,7 @@ _ASHA_FIXED = {"time_attr": "training_iteration", "stop_last_trials": False}
 SCHEDULERS: dict[str, Scheduler] = {
     "asha": Scheduler(_ASHA, options={"grace_period": int, "reduction_factor": float, "max_t": int, "brackets": int},
                       defaults={"max_t": 100, "grace_period": 1, "reduction_factor": 2.0, "brackets": 1},
-                      fixed=_ASHA_FIXED, rungs=True,
+                      fixed=_ASHA_FIXED, rungs=True, data_rungs=True,
                       doc="asynchronous successive halving (Li et al. 2020): stops trials below the rung's top share"),
     # Asynchronous HyperBand (several ASHA brackets). Ray's synchronous HyperBandScheduler pauses
     # and resumes trials, which ours do not checkpoint for.
@@ -91,23 +94,33 @@ def _option_problems(name: str, args: Mapping[str, Any]) -> tuple[dict[str, Any]
     return out, problems
 
 
-def read_scheduler(raw: Any, *, metrics: list[str]) -> tuple[str, dict[str, Any], Problems]:
+def read_scheduler(raw: Any, *, metrics: list[str],
+                   max_steps: int | None = None) -> tuple[str, dict[str, Any], DataFidelity | None, Problems]:
     """Read a space file's `scheduler` block; absent: the default, or fifo for several
     objectives, which Ray's schedulers cannot prune on.
 
+    Args:
+        raw: The block as written.
+        metrics: The study's objectives.
+        max_steps: ``base.train.max_steps`` (data-size rungs need it unset).
+
     Returns:
-        ``(name, options converted to their types, problems)``.
+        ``(name, options converted to their types, data-size rungs or None, problems)``.
     """
     multi = len(metrics) > 1
     if raw is None:
-        return ("fifo", {}, []) if multi else (DEFAULT, {}, [])
+        return ("fifo", {}, None, []) if multi else (DEFAULT, {}, None, [])
     name, args, problems = named(raw, "scheduler", "fifo" if multi else DEFAULT, SCHEDULERS)
     if problems:
-        return "fifo", {}, problems
+        return "fifo", {}, None, problems
+    row = SCHEDULERS[name]
+    fidelity, args, problems = read_fidelity(args, supported=row.data_rungs, scheduler=name, max_steps=max_steps,
+                                             factor=float(args.get("reduction_factor",
+                                                                   row.defaults.get("reduction_factor", 2.0))))
     converted, found = _option_problems(name, args)
     problems += [(f"scheduler.{key}", message) for key, message in found]
     if multi and SCHEDULERS[name].takes_metric:
         problems.append(("scheduler.name", f"{name!r} needs one metric, but objective.metrics has {len(metrics)} "
                                            f"({', '.join(metrics)}): Ray schedulers prune on a single metric; "
                                            f"use fifo or one metric"))
-    return name, converted, problems
+    return name, converted, fidelity, problems

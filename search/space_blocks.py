@@ -15,13 +15,16 @@ from mtl.config_loader import ConfigError, build, unknown_key
 from mtl.weighting import WEIGHTINGS
 from reports.aggregators import AGGREGATORS
 from search.distributions import Param, contains, describe, number
+from search.fidelity import DataFidelity
 from search.options import RunOptions
+from search.racing import Race, race_problems
 from search.samplers import read_sampler
 from search.schedulers import read_scheduler
 from search.space_checks import Context
+from search.warm_start import SEPARATOR, WarmStart
 
 __all__ = ["check_datasets", "check_enqueue", "check_objective", "check_run", "check_sampler", "check_scheduler",
-           "check_weights"]
+           "check_warm_start", "check_weights"]
 
 _PAIR = re.compile(r"[a-z]{2,3}-[a-z]{2,3}")
 
@@ -72,19 +75,20 @@ def check_weights(ctx: Context, raw: Any, params: list[Param]) -> tuple[tuple[st
     return tuple(tasks), floor, when
 
 
-def check_datasets(ctx: Context, raw: Any) -> tuple[tuple[str, ...], str]:
-    """``datasets: {pairs, mode}``: one source of truth for the pairs (base.data.pairs or this);
-    a pair is an MLQE-PE language pair or a dataset of ``base.data.datasets``."""
+def check_datasets(ctx: Context, raw: Any) -> tuple[tuple[str, ...], str, Race | None]:
+    """``datasets: {pairs, mode, race}``: one source of truth for the pairs (base.data.pairs or
+    this); a pair is an MLQE-PE language pair or a dataset of ``base.data.datasets``; ``race``:
+    `search.racing`."""
     default = tuple(ctx.cfg.data.pairs) if ctx.cfg else ()
     named = tuple(ctx.cfg.data.datasets) if ctx.cfg else ()
     if raw is None:
-        return default, "joint"
+        return default, "joint", None
     if not isinstance(raw, Mapping):
         ctx.err("datasets", f"must be a mapping {{pairs: [en-de, ..], mode: joint | per_pair}}, got {raw!r}")
-        return default, "joint"
+        return default, "joint", None
     for key in raw:
-        if key not in ("pairs", "mode"):
-            _unknown(ctx, str(key), ("pairs", "mode"), "datasets", f"datasets.{key}")
+        if key not in ("pairs", "mode", "race"):
+            _unknown(ctx, str(key), ("pairs", "mode", "race"), "datasets", f"datasets.{key}")
     pairs = raw.get("pairs", list(default))
     pairs = [pairs] if isinstance(pairs, str) else pairs
     if not isinstance(pairs, list) or not pairs:
@@ -106,7 +110,10 @@ def check_datasets(ctx: Context, raw: Any) -> tuple[tuple[str, ...], str]:
     mode = raw.get("mode", "joint")
     if mode not in ("joint", "per_pair"):
         ctx.err("datasets.mode", f"must be one of joint, per_pair, got {mode!r}")
-    return tuple(map(str, pairs)), str(mode)
+    race, problems = race_problems(raw.get("race"), pairs=len(pairs), mode=str(mode))
+    for key, message in problems:
+        ctx.err(key, message)
+    return tuple(map(str, pairs)), str(mode), race
 
 
 def check_objective(ctx: Context, raw: Any) -> tuple[list[tuple[str, str]], str]:
@@ -175,11 +182,18 @@ def check_sampler(ctx: Context, raw: Any, params: list[Param], weight_tasks: tup
     return name, args
 
 
-def check_scheduler(ctx: Context, raw: Any, metrics: list[tuple[str, str]]) -> tuple[str, dict[str, Any]]:
-    name, args, problems = read_scheduler(raw, metrics=[m[0] for m in metrics])
+def check_scheduler(ctx: Context, raw: Any, metrics: list[tuple[str, str]],
+                    params: list[Param]) -> tuple[str, dict[str, Any], DataFidelity | None]:
+    """``scheduler: {name, ..options}``: (name, options, data-size rungs or None)."""
+    max_steps = ctx.cfg.train.max_steps if ctx.cfg is not None else None
+    name, args, fidelity, problems = read_scheduler(raw, metrics=[m[0] for m in metrics], max_steps=max_steps)
     for key, message in problems:
         ctx.err(key, message)
-    return name, args
+    rungs = fidelity is not None or (isinstance(raw, Mapping) and "train_samples" in raw)
+    if rungs and any(p.path == "data.max_train_samples" for p in params):
+        ctx.err("search.data.max_train_samples", "is set by scheduler.train_samples (one size per rung); search "
+                                                 "one or the other")
+    return name, args, fidelity
 
 
 def check_enqueue(ctx: Context, raw: Any, dists: dict[str, BaseDistribution]) -> tuple[dict[str, Any], ...]:
@@ -228,3 +242,35 @@ def check_run(ctx: Context, raw: Any, overrides: Mapping[str, Any]) -> RunOption
         return None
     assert isinstance(built, RunOptions)
     return built
+
+
+def check_warm_start(ctx: Context, raw: Any, flags: list[str] | None) -> WarmStart | None:
+    """``warm_start: {studies: [NAME | URL::NAME, ..], top: K}``; ``--warm-start`` flags replace the studies."""
+    if raw is None and not flags:
+        return None
+    raw = {} if raw is None else raw
+    if isinstance(raw, list):
+        raw = {"studies": raw}
+    if not isinstance(raw, Mapping):
+        ctx.err("warm_start", f"must be a mapping {{studies: [name or URL::name, ..], top: 4}}, got {raw!r}")
+        return None
+    for key in raw:
+        if key not in ("studies", "top"):
+            _unknown(ctx, str(key), ("studies", "top"), "warm_start", f"warm_start.{key}")
+    studies = list(flags) if flags else raw.get("studies")
+    studies = [studies] if isinstance(studies, str) else studies
+    where = "warm_start.studies" + (" (from --warm-start)" if flags else "")
+    ok = True
+    if not isinstance(studies, list) or not studies:
+        ctx.err(where, f"must list earlier studies (a name in this storage, or URL{SEPARATOR}name), got {studies!r}")
+        ok = False
+    else:
+        for i, text in enumerate(studies):
+            if not isinstance(text, str) or not text.rpartition(SEPARATOR)[2].strip():
+                ctx.err(f"warm_start.studies[{i}]", f"must be a study name or URL{SEPARATOR}name, got {text!r}")
+                ok = False
+    top = raw.get("top", 4)
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        ctx.err("warm_start.top", f"must be an integer >= 1 (configs taken from each study), got {top!r}")
+        ok = False
+    return WarmStart(studies=tuple(str(x) for x in studies or ()), top=int(top), flags=bool(flags)) if ok else None

@@ -22,7 +22,8 @@ from search.distributions import Param, contains, describe, from_spec, sample_po
 
 __all__ = ["TOP_KEYS", "Context"]
 
-TOP_KEYS = ("base", "search", "weights", "datasets", "objective", "sampler", "scheduler", "enqueue", "run")
+TOP_KEYS = ("base", "search", "weights", "datasets", "objective", "sampler", "scheduler", "enqueue", "warm_start",
+            "run")
 _SPEC_KEYS = {"float": ("type", "low", "high", "log", "step", "when"),
               "int": ("type", "low", "high", "log", "step", "when"),
               "categorical": ("type", "choices", "when")}

@@ -17,8 +17,10 @@ User attributes of every trial: ``values`` (the searched keys as set), ``config`
 (`reports.record.TrialConfigs`), ``run_dir``, ``driver``, and when it ends ``metrics``
 (``{pair: {task: {metric: v}}}``), ``pair_scores`` (``{metric: {pair: v}}``), ``step``,
 ``seconds``: a COMPLETE trial's of its best checkpoint, a PRUNED one's of the evaluation at
-which the scheduler stopped it (``pruned_reason`` when its objective was undefined there); a
-failed one ``fail_reason`` and ``fail_traceback``; ``worker`` (host, pid, device, memory in use).
+which the scheduler stopped it (``pruned_reason`` when its objective was undefined there, or
+the race stopped it, with ``pairs_scored``: `search.racing`); ``train_samples``, the data-size
+rung it reached (`search.fidelity`); ``warm_start``, the earlier trial a seed came from
+(`search.warm_start`); a failed one ``fail_reason`` and ``fail_traceback``; ``worker``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,15 +41,17 @@ import sqlalchemy
 from optuna.exceptions import StorageInternalError, UpdateFinishedTrialError
 from optuna.trial import TrialState
 
-from mtl.config import ConfigError, to_dict
+from mtl.config import ConfigError
+from mtl.errors import last_line
 from mtl.rundir import RunDir
-from reports.record import JOINT, TrialConfigs
 from search.internals import storage_of, study_id_of, trial_id_of
 from search.plan import TrialPlan
+from search.racing import incumbent
 from search.recovery import driver_id, interrupt_dead_drivers, interrupt_stale
 from search.shared import GRACE, BudgetLock, Heartbeats, make_storage, storage_error
 from search.space import SearchSpace
 from search.study_space import create_or_load
+from search.warm_start import Source
 
 log = logging.getLogger(__name__)
 # We drive heartbeats ourselves (search.shared) with ask/tell, which Optuna warns about.
@@ -95,7 +100,8 @@ class Study:
 
     @classmethod
     def open(cls, space: SearchSpace, *, storage: str, name: str, out: str | Path, data_root: str, budget: int,
-             max_failures_in_a_row: int, heartbeat: int = 10, allow_space_change: bool = False) -> Study:
+             max_failures_in_a_row: int, heartbeat: int = 10, allow_space_change: bool = False,
+             warm: Callable[[], Sequence[Source]] | None = None) -> Study:
         """Create the study, or load it (refusing one made by another space) and recover the
         trials a dead driver left RUNNING; start this driver's heartbeats (`close` stops them).
 
@@ -109,6 +115,7 @@ class Study:
             max_failures_in_a_row: Stop handing out trials after this many consecutive failures.
             heartbeat: Seconds between heartbeats of this driver's running trials.
             allow_space_change: Continue a study created by another space (recorded in it).
+            warm: Reads the warm-start seeds (`search.warm_start`); called only for a new study.
 
         Raises:
             StudyMismatch: The stored study was created by another space (see `search.study_space`).
@@ -119,7 +126,7 @@ class Study:
         try:
             with lock():  # one driver creates the study and enqueues the space's configs
                 optuna_study = create_or_load(space, rdb, name=name, storage_url=storage,
-                                              allow_change=allow_space_change)
+                                              allow_change=allow_space_change, warm=warm)
                 study = cls(space, optuna_study, lock, storage=storage, out=out, data_root=data_root, budget=budget,
                             max_failures_in_a_row=max_failures_in_a_row, heartbeat=heartbeat)
                 interrupt_dead_drivers(study)
@@ -200,16 +207,16 @@ class Study:
                 self._fail(trial.number, f"its queued values are outside the space: {outside}", None)
                 continue
             try:
-                configs = self._configs(values)
+                configs = self.space.trial_configs(values, data_root=self.data_root)
             except ConfigError as e:  # a combination the space's own checks cannot foresee
                 self._fail(trial.number, f"invalid config from the space: {e}", None)
                 continue
             run_dir = trial.user_attrs.get("resume_run_dir") or self._fresh_dir(trial.number)
             trial.set_user_attr("config", configs.to_attr())
             trial.set_user_attr("run_dir", run_dir)
-            return TrialPlan(number=trial.number, run_dir=run_dir, configs=configs,
-                             metrics=tuple((m.name, m.direction) for m in self.space.metrics),
-                             aggregator=self.space.aggregator, history=self._history())
+            return TrialPlan.of(self.space, number=trial.number, run_dir=run_dir, configs=configs,
+                                history=self._history(), incumbent=incumbent(self.optuna, self.space.metrics[0].name)
+                                if self.space.race else None)
         return None
 
     def poll(self) -> TrialPlan | str | None:
@@ -235,13 +242,6 @@ class Study:
         if path.exists() and any(path.iterdir()):
             path = path.with_name(f"{path.name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
         return str(path)
-
-    def _configs(self, values: dict[str, Any]) -> TrialConfigs:
-        if self.space.mode == "per_pair":
-            return TrialConfigs("per_pair", {pair: to_dict(self.space.trial_config(values, pairs=[pair],
-                                                                                   data_root=self.data_root))
-                                             for pair in self.space.pairs})
-        return TrialConfigs("joint", {JOINT: to_dict(self.space.trial_config(values, data_root=self.data_root))})
 
     def _history(self) -> dict[str, list[dict[str, float]]]:
         done = [t.user_attrs.get("pair_scores") for t in self.optuna.get_trials(deepcopy=False,
@@ -284,7 +284,8 @@ class Study:
 
     def _verdict(self, number: int, trial: optuna.Trial, result: dict[str, Any], time_budget: float | None) -> str:
         final = bool(result.get("final"))
-        if not final and time_budget is not None and time.monotonic() - self.started >= time_budget:
+        stopped = not final and "raced_out" not in result  # by the scheduler, or by the time budget
+        if stopped and time_budget is not None and time.monotonic() - self.started >= time_budget:
             self.interrupt(number, trial.params, trial.user_attrs.get("run_dir"), enqueue=True,
                            why="--time-budget ran out")
             return INTERRUPTED
@@ -298,6 +299,9 @@ class Study:
                 trial.set_user_attr(key, json.loads(result[key]) if isinstance(result[key], str) else result[key])
         trial.set_user_attr("step", int(result.get("step", 0)))
         trial.set_user_attr("seconds", round(float(result.get("seconds", 0.0)), 1))
+        for key in ("pairs_scored", "raced_out", "train_samples"):  # racing, data-size rungs
+            if key in result:
+                trial.set_user_attr(key, result[key])
         if not all(math.isfinite(v) for v in scores):
             why = (f"objective is not finite at step {result.get('step')}: {scores} (a metric is undefined: "
                    f"constant predictions leave Pearson undefined, one predicted tag MCC)")
@@ -308,13 +312,15 @@ class Study:
             self._fail(number, why, None)
             return "FAIL"
         self.failures_in_a_row = 0
+        if "raced_out" in result:
+            trial.set_user_attr("pruned_reason", result["raced_out"])
         if final:
             if "curve_scores" in result:  # the last evaluation's point of the learning curve
                 self.report(number, step=int(result["curve_step"]), scores=list(result["curve_scores"]), trial=trial)
             self.optuna.tell(number, scores)
             return "COMPLETE"
         # Ray hands the result that made its scheduler stop the trial to on_trial_complete only
-        self.report(number, step=int(result.get("step", 0)), scores=scores, trial=trial)
+        self.report(number, step=int(result.get("report_step", result.get("step", 0))), scores=scores, trial=trial)
         self.optuna.tell(number, state=TrialState.PRUNED)
         return "PRUNED"
 
@@ -388,12 +394,6 @@ class Study:
         if not any(t.state == TrialState.COMPLETE for t in self.optuna.get_trials(deepcopy=False)):
             return []
         return self.optuna.best_trials if len(self.space.metrics) > 1 else [self.optuna.best_trial]
-
-
-def last_line(error: str | None) -> str | None:
-    """The last non-empty line of an error text (a traceback's exception, Ray's cause), or None."""
-    lines = [line.strip() for line in (error or "").splitlines() if line.strip()]
-    return lines[-1] if lines else None
 
 
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:

@@ -8,10 +8,11 @@ the run options may change between runs of one study.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import optuna
@@ -19,8 +20,10 @@ from optuna.distributions import check_distribution_compatibility, json_to_distr
 from optuna.trial import TrialState
 
 from mtl.errors import MtlError
+from search.fidelity import label
 from search.internals import frozen_trial_id, queued_params, storage_of
 from search.space import SearchSpace
+from search.warm_start import Source, seeds_of
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +35,10 @@ class StudyMismatch(MtlError):
 
 
 def create_or_load(space: SearchSpace, storage: optuna.storages.BaseStorage, *, name: str, storage_url: str,
-                   allow_change: bool) -> optuna.Study:
-    """The study named ``name``: created with the space's objectives and queued configs, or
-    loaded after checking that the same space created it.
+                   allow_change: bool, warm: Callable[[], Sequence[Source]] | None = None) -> optuna.Study:
+    """The study named ``name``: created with the space's objectives and queued configs (the
+    space's ``enqueue``, then the seeds ``warm`` reads from earlier studies), or loaded after
+    checking that the same space created it.
 
     Raises:
         StudyMismatch: It optimises other objectives; or another space created it (the
@@ -45,15 +49,26 @@ def create_or_load(space: SearchSpace, storage: optuna.storages.BaseStorage, *, 
     names = [m.name for m in space.metrics]
     fingerprint = json.loads(json.dumps(space.fingerprint(), default=str))
     if name not in {s.study_name for s in optuna.get_all_study_summaries(storage)}:
+        sources = list(warm()) if warm is not None else []  # before anything is written: it may refuse
         study = optuna.create_study(storage=storage, study_name=name, directions=directions,
                                     sampler=space.make_sampler())
         for key, value in {"metrics": names, "aggregator": space.aggregator, "pairs": list(space.pairs),
                            "mode": space.mode, "space_file": str(space.source), "space_fingerprint": fingerprint,
-                           "space_digest": space.fingerprint_digest()}.items():
+                           "space_digest": space.fingerprint_digest(),
+                           **({"train_samples": [label(x) for x in space.fidelity.sizes]} if space.fidelity else {}),
+                           **({"race": dataclasses.asdict(space.race)} if space.race else {})}.items():
             study.set_user_attr(key, value)
         for values in space.enqueue:
             study.enqueue_trial(dict(values), user_attrs={"enqueued": True})
+        for seed in seeds_of(sources):
+            study.enqueue_trial(dict(seed.params), user_attrs={"enqueued": True, "warm_start": seed.origin})
+        if sources:
+            study.set_user_attr("warm_start", [{"study": s.study, "storage": s.storage, "seeds": len(s.seeds),
+                                                "complete": s.complete, "outside": len(s.outside)} for s in sources])
         return study
+    if space.warm_start is not None:
+        log.warning("study %r exists: its queue was set when it was created; warm_start applies to a new study only",
+                    name)
     study = optuna.load_study(study_name=name, storage=storage, sampler=space.make_sampler())
     stored = [d.name.lower() for d in study.directions]
     stored_names = study.user_attrs.get("metrics")

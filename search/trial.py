@@ -8,6 +8,7 @@ the driver to record as the FAIL reason; the exception still propagates.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -19,13 +20,13 @@ from mtl.config import config_from_dict
 from mtl.files import write_json
 from mtl.rundir import RunDir
 from reports.aggregators import AGGREGATORS, pair_metric
-from reports.record import JOINT
+from reports.record import JOINT, TrialConfigs
 from search.plan import TrialPlan
 
 Report = Callable[[dict[str, Any]], None]
 Metrics = dict[str, dict[str, dict[str, float]]]  # {pair: {task: {metric: value}}}
 
-__all__ = ["PairProgress", "run_joint", "scores_of", "train_pair"]
+__all__ = ["PairProgress", "run_joint", "run_pairs_in_order", "run_rungs", "scores_of", "train_pair"]
 
 
 def scores_of(metrics: Metrics, plan: TrialPlan, *, terms: dict[str, dict[str, float]]) -> tuple[list[float], dict]:
@@ -118,6 +119,63 @@ def train_pair(config: dict[str, Any], out_dir: str) -> dict[str, Any]:
     except Exception as e:  # not SystemExit: Ray stops a pruned trial with sys.exit inside tune.report
         write_error(RunDir(out_dir), e)
         raise
+
+
+def run_pairs_in_order(plan: TrialPlan, *, report: Report) -> None:
+    """per_pair racing (`search.racing`): train the pairs one after another in this process,
+    report after each (training_iteration = pairs scored, so the scheduler compares trials on
+    the same pairs), and stop early once the race's rule says the trial is clearly worse than
+    the incumbent on the pairs scored so far."""
+    from search.racing import Race
+
+    assert plan.race is not None
+    race = Race(**plan.race)
+    started = time.monotonic()
+    runs = plan.configs.run_dirs(plan.run_dir)
+    name, direction = plan.metrics[0]
+    results: dict[str, dict[str, Any]] = {}
+    pairs = list(plan.configs.configs)
+    for i, pair in enumerate(pairs, 1):
+        results[pair] = train_pair(plan.configs.configs[pair], str(runs[pair].path))
+        metrics = {p: r["metrics"][p] for p, r in results.items()}
+        terms = {p: config_from_dict(plan.configs.configs[p], source=p).objective_terms() for p in results}
+        result = _result(i, metrics, plan, terms, final=i == len(pairs), started=started)
+        result["pairs_scored"] = list(results)
+        if i == len(pairs):
+            result["step"] = max(r["steps"] for r in results.values())
+            report(result)
+            return
+        best = plan.incumbent
+        why = race.verdict(json.loads(result["pair_scores"])[name], best["scores"],
+                           maximize=direction == "maximize") if best else None
+        if why is not None:
+            report({**result, "raced_out": f"raced out after {i} of {len(pairs)} pairs against trial "
+                                           f"{best['trial'] if best else '?'}: {why}"})
+            return
+        report(result)
+
+
+def run_rungs(plan: TrialPlan, *, report: Report, run: Callable[[TrialPlan, Report], None]) -> None:
+    """Data-size rungs (`search.fidelity`): train the trial once per rung with the rung's
+    training data, each in its own run directory, with ``run`` (the joint, per_pair or racing
+    runner), and report each rung's best checkpoint with ``rung``; the last rung's is final.
+    The scheduler stops the trial inside ``report`` at a rung where it falls behind."""
+    from search.fidelity import DataFidelity, label, rung_dir, with_size
+
+    assert plan.train_samples is not None
+    fid = DataFidelity(sizes=tuple(plan.train_samples), factor=plan.rung_factor)
+    for k, size in enumerate(fid.sizes):
+        rung = dataclasses.replace(plan, run_dir=rung_dir(plan.run_dir, size),
+                                   configs=TrialConfigs(plan.configs.mode, with_size(plan.configs.configs, size)))
+        results: list[dict[str, Any]] = []
+        run(rung, results.append)
+        last = results[-1] if results else {}
+        if not last.get("final"):  # raced out on this rung's data (or it reported nothing): as it is
+            report({**last, "rung": fid.rung(k), "train_samples": label(size)} if last else last)
+            return
+        final = k == len(fid.sizes) - 1
+        report({**last, "final": final, "rung": fid.rung(k), "train_samples": label(size),
+                **({} if final else {"report_step": k + 1})})  # the intermediate value's step: the rung
 
 
 class PairProgress:

@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from search.plan import TrialPlan
 from search.progress import Progress
 from search.schedulers import SCHEDULERS
 from search.study import Study
-from search.trial import PairProgress, run_joint, train_pair
+from search.trial import PairProgress, run_joint, run_pairs_in_order, run_rungs, train_pair
 from search.worker import record_worker
 
 log = logging.getLogger(__name__)
@@ -45,10 +46,19 @@ def _trial(config: dict[str, Any]) -> None:
     context = ray.get_runtime_context()
     record_worker(plan.run_dir, {"node_ip": ray.util.get_node_ip_address(), "node_id": context.get_node_id(),
                                  "gpu_ids": [str(g) for g in ray.get_gpu_ids()]})
-    if plan.configs.mode == "joint":  # Ray 2.60: tune.report, not train.report
-        run_joint(plan, report=tune.report)
+    if plan.train_samples is not None:  # Ray 2.60: tune.report, not train.report
+        run_rungs(plan, report=tune.report, run=_run_once)
     else:
-        _per_pair(plan, report=tune.report)
+        _run_once(plan, tune.report)
+
+
+def _run_once(plan: TrialPlan, report: Any) -> None:
+    if plan.configs.mode == "joint":
+        run_joint(plan, report=report)
+    elif plan.race is not None:
+        run_pairs_in_order(plan, report=report)
+    else:
+        _per_pair(plan, report=report)
 
 
 def _threads() -> None:
@@ -125,7 +135,8 @@ class _Searcher(Searcher):
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if trial_id in self.numbers and "scores" in result and not result.get("final"):
-            self.study.report(self.numbers[trial_id], step=int(result["step"]), scores=list(result["scores"]))
+            self.study.report(self.numbers[trial_id], step=int(result.get("report_step", result["step"])),
+                              scores=list(result["scores"]))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if error:  # _Events.on_trial_error records it, with Ray's error (it is called right after)
@@ -269,7 +280,7 @@ def run_search(study: Study, *, cpus_per_trial: float, gpus_per_trial: float, ma
     space = study.space
     mode = "max" if space.metrics[0].direction == "maximize" else "min"
     pairs = len(space.pairs)
-    if space.mode == "per_pair":
+    if space.mode == "per_pair" and space.race is None:
         # An empty head bundle (the trial's own process only waits and reports), one per pair's task.
         bundle = {"CPU": cpus_per_trial / pairs, **({"GPU": gpus_per_trial / pairs} if gpus_per_trial else {})}
         resources: Any = tune.PlacementGroupFactory([{}] + [bundle] * pairs)
@@ -277,6 +288,9 @@ def run_search(study: Study, *, cpus_per_trial: float, gpus_per_trial: float, ma
     else:
         resources, extra = {"cpu": cpus_per_trial, "gpu": gpus_per_trial}, {}
     progress = Progress(study)
+    # ASHA takes percentiles over rungs where an undefined objective is -inf: numpy's warning is noise
+    warnings.filterwarnings("ignore", message="invalid value encountered", category=RuntimeWarning,
+                            module=r"numpy\.")
     started, first, rounds = time.monotonic(), None, 0
     try:
         while True:
@@ -286,7 +300,10 @@ def run_search(study: Study, *, cpus_per_trial: float, gpus_per_trial: float, ma
             rounds += 1
             searcher = _Searcher(study, mode=mode, extra=extra, time_budget=time_budget, first=first)
             row = SCHEDULERS[space.scheduler]
-            scheduler = load_object(row.cls)(**row.arguments(space.scheduler_args, metric=METRIC, mode=mode))
+            arguments = row.arguments(space.scheduler_args, metric=METRIC, mode=mode)
+            if space.fidelity is not None:  # its milestones on the data-size rungs
+                arguments.update(space.fidelity.scheduler_arguments())
+            scheduler = load_object(row.cls)(**arguments)
             if row.rungs:
                 _seed_rungs(scheduler, study)
             tuner = tune.Tuner(
@@ -344,7 +361,9 @@ def _seed_rungs(scheduler: Any, study: Study) -> None:
         steps = sorted(t.intermediate_values)
         for bracket in rungs:
             for milestone, recorded in bracket:
-                if len(steps) >= milestone:
-                    value = t.intermediate_values[steps[int(milestone) - 1]]
+                # the milestone counts reports (training_iteration), or data-size rungs from 1
+                k = study.space.fidelity.index(milestone) if study.space.fidelity else int(milestone) - 1
+                if len(steps) > k:
+                    value = t.intermediate_values[steps[k]]
                     if math.isfinite(value):
                         recorded[f"study-{t.number}"] = sign * value
