@@ -29,7 +29,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 THREADS = 2
-SIDES = ("ours", "hf")
+SIDES = ("ours", "hf", "hf-grouped")  # hf-grouped: Trainer at its best, batches grouped by length
 # size -> (model config, steps, steps with --quick)
 SIZES: dict[str, tuple[dict[str, Any], int, int]] = {
     "tiny": ({"backbone": "bert", "hidden_size": 128, "num_layers": 4, "num_heads": 4}, 200, 10),
@@ -74,7 +74,7 @@ def _run_side(side: str, size: str, *, steps: int, batch: int, data: str) -> dic
             result = mtl.train.train(cfg, out_dir=tmp, resume=False)
             seconds, samples, hf_own = result["train_seconds"], result["train_segments"], None
         else:
-            seconds, samples, hf_own = _train_hf(cfg, recording, out_dir=tmp)
+            seconds, samples, hf_own = _train_hf(cfg, recording, out_dir=tmp, grouped=side == "hf-grouped")
     widths = widths[:steps]
     return {"size": size, "side": side, "steps": steps, "batch": batch, "seconds": seconds,
             "samples_per_s": samples / seconds, "hf_own_samples_per_s": hf_own,
@@ -83,9 +83,11 @@ def _run_side(side: str, size: str, *, steps: int, batch: int, data: str) -> dic
             "real_len": statistics.mean(r for _, r in widths), "threads": torch.get_num_threads()}
 
 
-def _train_hf(cfg, collate: Callable, *, out_dir: str) -> tuple[float, int, float]:
+def _train_hf(cfg, collate: Callable, *, out_dir: str, grouped: bool) -> tuple[float, int, float]:
     """`transformers.Trainer` on our model, tokenizer, data and collate; returns
-    (seconds of `train()`, samples, HF's own train_samples_per_second)."""
+    (seconds of `train()`, samples, HF's own train_samples_per_second). ``grouped``: with
+    ``train_sampling_strategy="group_by_length"`` (transformers 5's `group_by_length=True`),
+    what a careful user sets: megabatches of 50 batches sorted by length."""
     import torch
     from transformers import Trainer, TrainingArguments
 
@@ -105,14 +107,16 @@ def _train_hf(cfg, collate: Callable, *, out_dir: str) -> tuple[float, int, floa
             return {"loss": sum(self.model(batch).values())}
 
     class Rows(torch.utils.data.Dataset):
-        def __init__(self, n: int) -> None:
-            self.n = n
+        """Row numbers, with input_ids for the length-grouped sampler to measure."""
+
+        def __init__(self, ids: list) -> None:
+            self.ids = ids
 
         def __len__(self) -> int:
-            return self.n
+            return len(self.ids)
 
-        def __getitem__(self, i: int) -> int:
-            return i
+        def __getitem__(self, i: int) -> dict:
+            return {"row": i, "input_ids": self.ids[i]}
 
     backbone = BACKBONES[cfg.model.backbone]
     cache = default_cache_dir(cfg.data.cache_dir)
@@ -129,9 +133,11 @@ def _train_hf(cfg, collate: Callable, *, out_dir: str) -> tuple[float, int, floa
         optim="adamw_torch", lr_scheduler_type="linear", warmup_steps=int(t.warmup_ratio * t.max_steps),
         max_grad_norm=t.max_grad_norm, eval_strategy="no", save_strategy="no", logging_strategy="no",
         report_to=[], disable_tqdm=True, dataloader_num_workers=0, dataloader_pin_memory=False,
-        remove_unused_columns=False)
-    trainer = Trainer(model=model, args=args, train_dataset=Rows(len(split)), data_collator=lambda rows: collate(
-        split.columns, rows, pad_id=tokenizer.pad_token_id, padding_side=tokenizer.padding_side))
+        remove_unused_columns=False, **({"train_sampling_strategy": "group_by_length"} if grouped else {}))
+    trainer = Trainer(model=model, args=args, train_dataset=Rows(split.columns["input_ids"]),
+                      data_collator=lambda rows: collate(split.columns, [r["row"] for r in rows],
+                                                         pad_id=tokenizer.pad_token_id,
+                                                         padding_side=tokenizer.padding_side))
     tick = time.monotonic()
     out = trainer.train()
     seconds = time.monotonic() - tick
@@ -165,9 +171,10 @@ def _print_table(runs: list[dict[str, Any]]) -> None:
         rate = {s: statistics.median(r["samples_per_s"] for r in runs if r["size"] == size and r["side"] == s)
                 for s in SIDES}
         rss = {s: max(r["peak_rss_mb"] for r in runs if r["size"] == size and r["side"] == s) for s in SIDES}
-        print(f"{size}: ours {rate['ours']:.1f} samples/s, HF Trainer {rate['hf']:.1f} samples/s (medians): "
-              f"ratio ours / HF = {rate['ours'] / rate['hf']:.2f}x; peak RSS ours {rss['ours']:.0f} MB, "
-              f"HF {rss['hf']:.0f} MB")
+        print(f"{size}: ours {rate['ours']:.1f} samples/s, HF Trainer {rate['hf']:.1f}, grouped by length "
+              f"{rate['hf-grouped']:.1f} (medians): ours / HF = {rate['ours'] / rate['hf']:.2f}x, ours / HF grouped = "
+              f"{rate['ours'] / rate['hf-grouped']:.2f}x; peak RSS ours {rss['ours']:.0f} MB, HF {rss['hf']:.0f} MB, "
+              f"grouped {rss['hf-grouped']:.0f} MB")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -207,7 +214,8 @@ def main(argv: list[str] | None = None) -> None:
           "wall time of trainer.train() (its setup included); 'HF own' = HF's train_samples_per_second.\n"
           "pad len = mean padded length of the training batches (input_ids width), real len = mean\n"
           "unpadded length of their rows: ours batches length-bucketed rows (mtl.data.dataset.batch_order),\n"
-          "HF samples rows at random; both pad each batch to its longest row with the same collate.")
+          "HF samples rows at random, hf-grouped in length-sorted megabatches (group_by_length); all pad each\n"
+          "batch to its longest row with the same collate.")
 
 
 if __name__ == "__main__":

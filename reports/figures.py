@@ -225,6 +225,36 @@ def curves(data: StudyData) -> go.Figure | None:
     return fig
 
 
+def cost_front(points: Sequence[tuple[float, float, int]], *, maximize: bool) -> list[int]:
+    """The trials no other beats on both cost (lower) and value: ``(seconds, value, number)``."""
+    front, best = [], -math.inf
+    for _, value, number in sorted(points, key=lambda p: (p[0], -p[1] if maximize else p[1])):
+        v = value if maximize else -value
+        if v > best:
+            front.append(number)
+            best = v
+    return front
+
+
+def cost(data: StudyData) -> go.Figure | None:
+    """The first objective of each complete trial against its compute (trial seconds), the
+    front of the cheapest config for each level of quality joined by a line."""
+    done = [t for t in data.complete if t.seconds is not None and t.values]
+    if not done:
+        return None
+    maximize = data.directions[0] == "maximize"
+    front = set(cost_front([(float(t.seconds or 0), _value(t), t.number) for t in done], maximize=maximize))
+    fig = _fig(xaxis_title="trial seconds (compute)", yaxis_title=_objective(data))
+    for on in (False, True):
+        ts = sorted((t for t in done if (t.number in front) == on), key=lambda t: float(t.seconds or 0))
+        size = [(t.config.get("data") or {}).get("max_train_samples") for t in ts]
+        fig.add_scatter(x=[t.seconds for t in ts], y=[_value(t) for t in ts], mode="lines+markers" if on else "markers",
+                        name="cheapest for its quality" if on else "other configs", marker=dict(size=10 if on else 7),
+                        text=[f"trial {t.number}: {t.step} steps, {'all' if n is None else n} training segments "
+                              f"per pair" for t, n in zip(ts, size)])
+    return fig
+
+
 def pareto(data: StudyData, front: Sequence[int]) -> go.Figure | None:
     """The first two objectives of every complete trial, the Pareto front highlighted."""
     if len(data.metric_names) < 2 or not data.complete:

@@ -79,6 +79,9 @@ SECTIONS: list[Section] = [
             "(number of complete trials in brackets).", lambda r: F.strategies(r.data), "no complete trial"),
     Section("curves", "Learning curves", "The objective at each evaluation; dotted: trials that did not "
             "complete, X: where the scheduler stopped one.", lambda r: F.curves(r.data), "no evaluation recorded"),
+    Section("cost", "Quality against compute", "Each complete trial's objective against the seconds it "
+            "trained (hover: steps and training segments per pair); the line joins the configs no other beats "
+            "on both, the cheapest for their quality.", lambda r: F.cost(r.data), "no complete trial with its seconds"),
     Section("pareto", "Pareto front", "The first two objectives; the front joined by a line.",
             lambda r: F.pareto(r.data, r.front), "a single-objective study has no Pareto front"),
     Section("intervals", "Bootstrap intervals", "Dev metric of the top configs with percentile intervals "

@@ -141,8 +141,9 @@ def _dry_run(space: Any) -> int:
           + (f", rungs on training data: {space.fidelity.describe()}" if space.fidelity else ""))
     print(f"searched   {len(space.params)} parameters" +
           (f" + task weights on the simplex over {', '.join(space.weight_tasks)}" if space.weight_tasks else ""))
+    exists = bool(warm) and _study_exists(run.storage, run.study)
     for source in warm:
-        print(f"warm start {source.summary()}")
+        print(f"warm start {source.summary()}" + (": not applied, the study exists already" if exists else ""))
     print("checked    the data of every pair, the pretrained checkpoint, the output folder, the resources")
     print("one sampled config:")
     for key, value in values.items():
@@ -150,6 +151,16 @@ def _dry_run(space: Any) -> int:
     print("resolved trainer config:")
     print("  " + yaml.safe_dump(to_dict(cfg), sort_keys=False).replace("\n", "\n  ").rstrip())
     return 0
+
+
+def _study_exists(storage: str, name: str) -> bool:
+    from reports.extract import ReportError, open_study
+
+    try:
+        open_study(storage, name)
+    except ReportError:
+        return False
+    return True
 
 
 def _warm_sources(space: Any, *, say: bool = False) -> list[Any]:

@@ -330,6 +330,9 @@ def load_space(path: str | Path, *, overrides: Mapping[str, Any] | None = None,
     metrics, aggregator = blocks.check_objective(ctx, raw.get("objective"))
     sampler, sampler_args = blocks.check_sampler(ctx, raw.get("sampler"), params, weight_tasks, len(metrics))
     scheduler, scheduler_args, fidelity = blocks.check_scheduler(ctx, raw.get("scheduler"), metrics, params)
+    if race is not None and fidelity is not None:
+        ctx.err("datasets.race", "cannot go with scheduler.train_samples: the race compares a trial with the "
+                                 "incumbent's scores on all the data, and a rung trains on less; use one of them")
     dists = {p.path: p.distribution for p in params}
     dists.update({f"weights.{t}": FloatDistribution(U_LOW, 1.0) for t in weight_tasks})
     enqueue = blocks.check_enqueue(ctx, raw.get("enqueue"), dists)

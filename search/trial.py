@@ -145,20 +145,20 @@ def run_pairs_in_order(plan: TrialPlan, *, report: Report) -> None:
             result["step"] = max(r["steps"] for r in results.values())
             report(result)
             return
-        best = plan.incumbent
+        best = plan.incumbent  # None: no trial has completed yet, nothing to race against
         why = race.verdict(json.loads(result["pair_scores"])[name], best["scores"],
                            maximize=direction == "maximize") if best else None
-        if why is not None:
+        if best and why:
             report({**result, "raced_out": f"raced out after {i} of {len(pairs)} pairs against trial "
-                                           f"{best['trial'] if best else '?'}: {why}"})
+                                           f"{best['trial']}: {why}"})
             return
         report(result)
 
 
 def run_rungs(plan: TrialPlan, *, report: Report, run: Callable[[TrialPlan, Report], None]) -> None:
     """Data-size rungs (`search.fidelity`): train the trial once per rung with the rung's
-    training data, each in its own run directory, with ``run`` (the joint, per_pair or racing
-    runner), and report each rung's best checkpoint with ``rung``; the last rung's is final.
+    training data, each in its own run directory, with ``run`` (the joint or per_pair runner),
+    and report each rung's best checkpoint with ``rung``; the last rung's is final.
     The scheduler stops the trial inside ``report`` at a rung where it falls behind."""
     from search.fidelity import DataFidelity, label, rung_dir, with_size
 
@@ -168,13 +168,11 @@ def run_rungs(plan: TrialPlan, *, report: Report, run: Callable[[TrialPlan, Repo
         rung = dataclasses.replace(plan, run_dir=rung_dir(plan.run_dir, size),
                                    configs=TrialConfigs(plan.configs.mode, with_size(plan.configs.configs, size)))
         results: list[dict[str, Any]] = []
-        run(rung, results.append)
-        last = results[-1] if results else {}
-        if not last.get("final"):  # raced out on this rung's data (or it reported nothing): as it is
-            report({**last, "rung": fid.rung(k), "train_samples": label(size)} if last else last)
-            return
+        run(rung, results.append)  # its evaluations within the rung are not reported: one result per rung
+        if not results or not results[-1].get("final"):
+            raise RuntimeError(f"rung {label(size)} of trial {plan.number} ended without its final result")
         final = k == len(fid.sizes) - 1
-        report({**last, "final": final, "rung": fid.rung(k), "train_samples": label(size),
+        report({**results[-1], "final": final, "rung": fid.rung(k), "train_samples": label(size),
                 **({} if final else {"report_step": k + 1})})  # the intermediate value's step: the rung
 
 

@@ -84,6 +84,10 @@ def test_data_size_rung_mistakes_are_named_with_their_keys(tmp_path, data_root, 
     median = _space_errors(tmp_path, data_root, cache_dir, train={"max_steps": None, "epochs": 1},
                            extra={"scheduler": {"name": "median", "train_samples": [10, 20]}})
     assert "scheduler.train_samples: scheduler 'median' takes no data-size rungs; use name: asha" in median
+    both = _space_errors(tmp_path, data_root, cache_dir, train={"max_steps": None, "epochs": 1}, extra={
+        "scheduler": {"name": "asha", "train_samples": [10, 20]},
+        "datasets": {"pairs": ["en-de", "ro-en"], "mode": "per_pair", "race": {}}})
+    assert "datasets.race: cannot go with scheduler.train_samples" in both
 
 
 @pytest.mark.ray
@@ -262,7 +266,17 @@ def test_data_size_rungs_then_a_warm_start_from_that_study(tmp_path, data_root, 
     assert [t.user_attrs["warm_start"]["trial"] for t in warm[:len(done)]] == [t.number for t in done]
     assert [t.params for t in warm[:len(done)]] == [t.params for t in done]
     assert not any("warm_start" in t.user_attrs for t in warm[len(done):])
-    # a resumed study is not seeded again
+    # a resumed study is not seeded again, and the dry run says so
+    assert main(["--space", str(other), "--warm-start", source, "--dry-run"]) == 0
+    assert ": not applied, the study exists already" in capsys.readouterr().out
     assert main(["--space", str(other), "--warm-start", source, "--out", str(tmp_path / "warm-runs"),
                  "--trials", "4"]) == 0
     assert sum("warm_start" in t.user_attrs for t in study_of(other, "warm").get_trials()) == len(done)
+
+
+def test_the_cost_front_keeps_the_cheapest_config_of_each_quality():
+    from reports.figures import cost_front
+
+    points = [(10.0, 0.30, 0), (5.0, 0.20, 1), (20.0, 0.25, 2), (5.0, 0.10, 3), (30.0, 0.40, 4), (12.0, 0.30, 5)]
+    assert cost_front(points, maximize=True) == [1, 0, 4]  # 2 is dearer and worse than 0; 5 ties 0, dearer
+    assert cost_front([(s, -v, n) for s, v, n in points], maximize=False) == [1, 0, 4]
