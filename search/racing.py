@@ -75,7 +75,7 @@ class Race:
 
     rule: str = "sign"
     min_pairs: int = 2
-    """Pairs scored before the rule may stop a trial."""
+    """Pairs scored before the rule may stop a trial (a space's default: 2, or 1 with 2 pairs)."""
     margin: float = 0.01
     """sign: how much worse than the incumbent on every pair."""
     p: float = 0.1
@@ -110,7 +110,7 @@ def race_problems(raw: Any, *, pairs: int, mode: str) -> tuple[Race | None, list
                                           "trains every pair in one model)"))
     if pairs < 2:
         problems.append(("datasets.race", f"needs at least 2 pairs to race over, got {pairs}"))
-    min_pairs = raw.get("min_pairs", 2)
+    min_pairs = raw.get("min_pairs", max(1, min(2, pairs - 1)))  # default 2, or 1 with 2 pairs
     if isinstance(min_pairs, bool) or not isinstance(min_pairs, int) or not 1 <= min_pairs <= max(1, pairs - 1):
         problems.append(("datasets.race.min_pairs", f"must be an integer from 1 to {max(1, pairs - 1)} (a trial "
                                                     f"scored on all {pairs} pairs is done), got {min_pairs!r}"))
