@@ -20,12 +20,9 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mtl.errors import SetupError
-
-if TYPE_CHECKING:
-    from search.space import SearchSpace
 
 __all__ = ["Seed", "WarmStart", "read_seeds", "split_source"]
 
@@ -80,12 +77,13 @@ def split_source(text: str, storage: str) -> tuple[str, str]:
     return storage, text
 
 
-def read_seeds(space: SearchSpace, *, storage: str, study: str) -> list[Source]:
+def read_seeds(space: Any, *, storage: str, study: str) -> list[Source]:
     """Read every warm-start study of the space: their best fitting configs, deduplicated
     (against each other and the space's own ``enqueue``).
 
     Args:
-        space: The validated space (its ``warm_start`` names the studies).
+        space: The validated `search.space.SearchSpace` (its ``warm_start`` names the studies;
+            not imported here: the space imports this module).
         storage: The search's own storage URL (where a bare name is looked up).
         study: The search's own study name (it cannot warm-start itself).
 

@@ -308,7 +308,7 @@ def figures_of(page: str) -> dict[str, dict]:
 
 
 SINGLE_OBJECTIVE_FIGURES = {"history", "importances", "parallel", "heatmap", "floor", "simplex", "strategies",
-                            "curves", "intervals", "agreement", "ensemble"}
+                            "curves", "cost", "intervals", "agreement", "ensemble"}
 FLOOR = "NMT model_scores (no training)"
 
 

@@ -67,7 +67,7 @@ def test_after_a_search_the_report_draws_everything_and_best_yaml_retrains_to_it
     page = build_report(study, out=tmp_path / "report", n_boot=50).read_text(encoding="utf-8")
     figs = figures_of(page)
     assert set(figs) == {"history", "importances", "parallel", "heatmap", "floor", "simplex", "strategies", "curves",
-                         "intervals", "agreement", "ensemble"}, re.findall(r"Nothing to draw: [^<]*", page)
+                         "cost", "intervals", "agreement", "ensemble"}, re.findall(r"Nothing to draw: [^<]*", page)
     assert all(fig["data"] for fig in figs.values())
     assert "Best config: trial" in page and "No paired test" not in page
     # the zero-training floor, on the 20 dev rows the trials were scored on

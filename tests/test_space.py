@@ -367,7 +367,7 @@ def test_overrides_replace_run_defaults_and_the_stem_names_the_study(tmp_path: P
      "search.tasks.da.weight: is also set by the weights block; search one or the other"),
     ("serch: {}\nweights: {}",
      "serch: unknown key for a space file; did you mean 'search'? valid: base, search, weights, datasets, "
-     "objective, sampler, scheduler, enqueue, run"),
+     "objective, sampler, scheduler, enqueue, warm_start, run"),
     ("datasets: {pairs: [en-de, ende]}\nweights: {}",
      "datasets.pairs[1]: must look like 'en-de' (two lowercase language codes), got 'ende'"),
     ("datasets: {pairs: [en-de], mode: both}\nweights: {}",
