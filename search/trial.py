@@ -134,11 +134,12 @@ def run_pairs_in_order(plan: TrialPlan, *, report: Report) -> None:
     runs = plan.configs.run_dirs(plan.run_dir)
     name, direction = plan.metrics[0]
     results: dict[str, dict[str, Any]] = {}
+    terms: dict[str, dict[str, float]] = {}
     pairs = list(plan.configs.configs)
     for i, pair in enumerate(pairs, 1):
         results[pair] = train_pair(plan.configs.configs[pair], str(runs[pair].path))
+        terms[pair] = config_from_dict(plan.configs.configs[pair], source=pair).objective_terms()
         metrics = {p: r["metrics"][p] for p, r in results.items()}
-        terms = {p: config_from_dict(plan.configs.configs[p], source=p).objective_terms() for p in results}
         result = _result(i, metrics, plan, terms, final=i == len(pairs), started=started)
         result["pairs_scored"] = list(results)
         if i == len(pairs):
