@@ -197,6 +197,8 @@ class Study:
                 if c.finished + c.running >= self.budget:
                     return None
                 trial = self.optuna.ask()  # a WAITING trial first: enqueued configs and retries
+                run_dir = trial.user_attrs.get("resume_run_dir") or self._fresh_dir(trial.number)
+                trial.set_user_attr("run_dir", run_dir)  # first: a retry after a kill from here reuses it
                 storage_of(self.optuna).record_heartbeat(trial_id_of(trial))  # stale-able from now on
                 trial.set_user_attr("driver", driver_id())
                 self.in_flight[trial.number] = trial
@@ -211,9 +213,7 @@ class Study:
             except ConfigError as e:  # a combination the space's own checks cannot foresee
                 self._fail(trial.number, f"invalid config from the space: {e}", None)
                 continue
-            run_dir = trial.user_attrs.get("resume_run_dir") or self._fresh_dir(trial.number)
             trial.set_user_attr("config", configs.to_attr())
-            trial.set_user_attr("run_dir", run_dir)
             return TrialPlan.of(self.space, number=trial.number, run_dir=run_dir, configs=configs,
                                 history=self._history(), incumbent=incumbent(self.optuna, self.space.metrics[0].name)
                                 if self.space.race else None)

@@ -280,7 +280,10 @@ def test_resume_after_sigkill_finishes_the_budget_without_duplicates(tmp_path, d
         retries = [r for r in trials if r.user_attrs.get("retry_of") == t.number]
         # the same values (a kill between two of its draws leaves the rest to be drawn on retry)
         assert len(retries) == 1 and retries[0].params.items() >= t.params.items()
-        assert retries[0].user_attrs["run_dir"] == t.user_attrs["run_dir"]
+        if "run_dir" in t.user_attrs:
+            assert retries[0].user_attrs["run_dir"] == t.user_attrs["run_dir"]
+        else:  # killed in the instant between its creation and its first attribute: it never ran
+            assert "config" not in t.user_attrs and retries[0].user_attrs.get("resume_run_dir") is None
         assert retries[0].state == TrialState.COMPLETE
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     numbers = [t.number for t in finished]
