@@ -122,7 +122,8 @@ def train(cfg: RunConfig, *, out_dir: str | Path, report: Report | None = None,
                          shared_params=strategy.shared_parameters(model.encoder),
                          **WEIGHTINGS[cfg.weighting].arguments(cfg.weighting_args)).to(device)
     optimizer = torch.optim.AdamW([*_param_groups(model, cfg.train.weight_decay),
-                                   {"params": list(weighting.parameters()), "weight_decay": 0.0}], lr=cfg.train.lr)
+                                   {"params": list(weighting.parameters()), "weight_decay": 0.0}], lr=cfg.train.lr,
+                                  fused=True)  # one kernel over all parameters, not a loop over them
     lengths = [len(x) for x in train_cols["input_ids"]]
     batches_per_epoch = math.ceil(len(lengths) / cfg.train.batch_size)
     total = cfg.train.max_steps or max(1, math.ceil(cfg.train.epochs * batches_per_epoch / cfg.train.grad_accum))
@@ -157,11 +158,11 @@ def train(cfg: RunConfig, *, out_dir: str | Path, report: Report | None = None,
                                         padding_side=tokenizer.padding_side), device)
                     with autocast():
                         losses = model(batch)
-                    _check_finite(losses, state.step)
+                    values = _host_values(losses, state.step)  # the step's one wait for the device
                     weights = weighting.backward({t: v / len(group) for t, v in losses.items()}, state.step,
                                                  scale=scaler.scale if scaler else None)
-                    for t, v in losses.items():
-                        sums[t] = sums.get(t, 0.0) + v.item() / len(group)
+                    for t, v in values.items():
+                        sums[t] = sums.get(t, 0.0) + v / len(group)
                     seen += len(rows)
                 if scaler:
                     scaler.unscale_(optimizer)
@@ -296,10 +297,14 @@ def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
-def _check_finite(losses: dict[str, torch.Tensor], step: int) -> None:
-    for task, value in losses.items():
-        if not torch.isfinite(value):
-            raise TrainingDiverged(f"step {step + 1}: the {task} loss is {value.item()}")
+def _host_values(losses: dict[str, torch.Tensor], step: int) -> dict[str, float]:
+    """The task losses as floats, copied from the device in one transfer (one synchronisation
+    per batch, not one per task); raises before any backward pass when one is not finite."""
+    values = dict(zip(losses, torch.stack([v.detach().float() for v in losses.values()]).tolist(), strict=True))
+    for task, value in values.items():
+        if not math.isfinite(value):
+            raise TrainingDiverged(f"step {step + 1}: the {task} loss is {value}")
+    return values
 
 
 def _write(history: TextIO, record: dict) -> None:
