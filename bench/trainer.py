@@ -1,12 +1,13 @@
 """Our trainer (`mtl.train.train`) against `transformers.Trainer`: same model, data, steps.
 
-    python bench/trainer.py                     # tiny and minilm, ours-HF-HF-ours
+    python bench/trainer.py                     # tiny and minilm, the sides in turn, then reversed
     python bench/trainer.py --quick             # smoke run: a few steps, one run per side
     python bench/trainer.py --sizes tiny --repeats 4
 
-Each run is its own subprocess, so its peak RSS (ru_maxrss) belongs to one side only. Both
+Each run is its own subprocess, so its peak RSS (ru_maxrss) belongs to one side only. All
 sides train `MultiTaskModel` with the `da` head only, on en-de train, with AdamW, the same
-lr, linear warm-up/decay, clipping at 1.0, dropout on, fp32 on CPU and 2 torch threads.
+lr, linear warm-up/decay, clipping at 1.0, dropout on, fp32 on CPU and 2 torch threads;
+AdamW is fused on every side but ours-unfused (our loop with the per-tensor AdamW it had).
 Timed: ours, the optimisation loop (`train_seconds`, evaluation excluded); HF, the
 `trainer.train()` call. Model building and data loading are excluded from both.
 Needs `pip install -e '.[bench]'`.
@@ -29,7 +30,10 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 THREADS = 2
-SIDES = ("ours", "hf", "hf-grouped")  # hf-grouped: Trainer at its best, batches grouped by length
+# ours-unfused: our loop with the per-parameter AdamW it had before (what the fused step buys);
+# hf: Trainer with its default optimizer (fused AdamW on torch >= 2.8), rows sampled at random;
+# hf-grouped: Trainer at its best, batches grouped by length
+SIDES = ("ours", "ours-unfused", "hf", "hf-grouped")
 # size -> (model config, steps, steps with --quick)
 SIZES: dict[str, tuple[dict[str, Any], int, int]] = {
     "tiny": ({"backbone": "bert", "hidden_size": 128, "num_layers": 4, "num_heads": 4}, 200, 10),
@@ -69,8 +73,10 @@ def _run_side(side: str, size: str, *, steps: int, batch: int, data: str) -> dic
         return out
 
     with tempfile.TemporaryDirectory() as tmp:
-        if side == "ours":
+        if side.startswith("ours"):
             mtl.train.collate = recording  # the loop calls it by this module-level name
+            if side == "ours-unfused":
+                torch.optim.AdamW = _unfused(torch.optim.AdamW)  # this child runs this side only
             result = mtl.train.train(cfg, out_dir=tmp, resume=False)
             seconds, samples, hf_own = result["train_seconds"], result["train_segments"], None
         else:
@@ -78,9 +84,17 @@ def _run_side(side: str, size: str, *, steps: int, batch: int, data: str) -> dic
     widths = widths[:steps]
     return {"size": size, "side": side, "steps": steps, "batch": batch, "seconds": seconds,
             "samples_per_s": samples / seconds, "hf_own_samples_per_s": hf_own,
+            "tokens_per_s": samples / seconds * statistics.mean(r for _, r in widths),  # real tokens, not padding
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "padded_len": statistics.mean(w for w, _ in widths),
             "real_len": statistics.mean(r for _, r in widths), "threads": torch.get_num_threads()}
+
+
+def _unfused(adamw: type) -> Callable[..., Any]:
+    """AdamW as the loop built it before: one update per parameter tensor (torch's default on CPU)."""
+    def build(*args: Any, **kwargs: Any) -> Any:
+        return adamw(*args, **{**kwargs, "fused": False, "foreach": False})
+    return build
 
 
 def _train_hf(cfg, collate: Callable, *, out_dir: str, grouped: bool) -> tuple[float, int, float]:
@@ -130,7 +144,7 @@ def _train_hf(cfg, collate: Callable, *, out_dir: str, grouped: bool) -> tuple[f
     args = TrainingArguments(
         output_dir=out_dir, use_cpu=True, seed=t.seed, max_steps=t.max_steps,
         per_device_train_batch_size=t.batch_size, learning_rate=t.lr, weight_decay=t.weight_decay,
-        optim="adamw_torch", lr_scheduler_type="linear", warmup_steps=int(t.warmup_ratio * t.max_steps),
+        optim="adamw_torch_fused", lr_scheduler_type="linear", warmup_steps=int(t.warmup_ratio * t.max_steps),
         max_grad_norm=t.max_grad_norm, eval_strategy="no", save_strategy="no", logging_strategy="no",
         report_to=[], disable_tqdm=True, dataloader_num_workers=0, dataloader_pin_memory=False,
         remove_unused_columns=False, **({"train_sampling_strategy": "group_by_length"} if grouped else {}))
@@ -159,21 +173,26 @@ def _spawn(side: str, size: str, *, steps: int, batch: int, data: str) -> dict[s
 
 
 def _print_table(runs: list[dict[str, Any]]) -> None:
-    head = f"{'size':<7} {'side':<5} {'steps':>5} {'batch':>5} {'samples/s':>10} {'HF own':>8} " \
+    head = f"{'size':<7} {'side':<12} {'steps':>5} {'batch':>5} {'samples/s':>10} {'tokens/s':>9} {'HF own':>8} " \
            f"{'peak RSS MB':>11} {'pad len':>8} {'real len':>8} {'threads':>7}"
     print(head + "\n" + "-" * len(head))
     for r in runs:
         own = f"{r['hf_own_samples_per_s']:.1f}" if r["hf_own_samples_per_s"] else "-"
-        print(f"{r['size']:<7} {r['side']:<5} {r['steps']:>5} {r['batch']:>5} {r['samples_per_s']:>10.1f} "
+        print(f"{r['size']:<7} {r['side']:<12} {r['steps']:>5} {r['batch']:>5} {r['samples_per_s']:>10.1f} {r['tokens_per_s']:>9.0f} "
               f"{own:>8} {r['peak_rss_mb']:>11.0f} {r['padded_len']:>8.1f} {r['real_len']:>8.1f} {r['threads']:>7}")
     print()
     for size in dict.fromkeys(r["size"] for r in runs):
         rate = {s: statistics.median(r["samples_per_s"] for r in runs if r["size"] == size and r["side"] == s)
                 for s in SIDES}
+        tok = {s: statistics.median(r["tokens_per_s"] for r in runs if r["size"] == size and r["side"] == s)
+               for s in SIDES}
         rss = {s: max(r["peak_rss_mb"] for r in runs if r["size"] == size and r["side"] == s) for s in SIDES}
-        print(f"{size}: ours {rate['ours']:.1f} samples/s, HF Trainer {rate['hf']:.1f}, grouped by length "
-              f"{rate['hf-grouped']:.1f} (medians): ours / HF = {rate['ours'] / rate['hf']:.2f}x, ours / HF grouped = "
-              f"{rate['ours'] / rate['hf-grouped']:.2f}x; peak RSS ours {rss['ours']:.0f} MB, HF {rss['hf']:.0f} MB, "
+        print(f"{size}: ours {rate['ours']:.1f} samples/s, ours unfused {rate['ours-unfused']:.1f}, HF Trainer "
+              f"{rate['hf']:.1f}, grouped by length {rate['hf-grouped']:.1f} (medians): ours / HF = "
+              f"{rate['ours'] / rate['hf']:.2f}x, ours / HF grouped = {rate['ours'] / rate['hf-grouped']:.2f}x, "
+              f"ours / ours unfused = {rate['ours'] / rate['ours-unfused']:.2f}x; in real tokens/s (fair when the "
+              f"sides drew rows of different lengths) ours / HF grouped = {tok['ours'] / tok['hf-grouped']:.2f}x; "
+              f"peak RSS ours {rss['ours']:.0f} MB, HF {rss['hf']:.0f} MB, "
               f"grouped {rss['hf-grouped']:.0f} MB")
 
 
@@ -215,7 +234,8 @@ def main(argv: list[str] | None = None) -> None:
           "pad len = mean padded length of the training batches (input_ids width), real len = mean\n"
           "unpadded length of their rows: ours batches length-bucketed rows (mtl.data.dataset.batch_order),\n"
           "HF samples rows at random, hf-grouped in length-sorted megabatches (group_by_length); all pad each\n"
-          "batch to its longest row with the same collate.")
+          "batch to its longest row with the same collate. tokens/s = samples/s x real len: HF grouped starts\n"
+          "with its longest megabatch, so a short run sees longer rows on that side.")
 
 
 if __name__ == "__main__":
