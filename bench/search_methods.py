@@ -2,6 +2,7 @@
 
     python bench/search_methods.py                      # 5 seeds: about 70 min on 2 cores
     python bench/search_methods.py --seeds 1 --budget 40 --keep     # a smoke run
+    python bench/search_methods.py --groups B --keep    # group B only (per_pair: random, TPE, race)
     python bench/search_methods.py --report /tmp/bench-methods-XXXX # the tables again from a --keep folder
 
 The task: tiny encoders (2 layers, hidden 32 or 64) on en-de, et-en and ro-en, 300 training
@@ -16,11 +17,13 @@ Group A, one model on the three pairs (joint), `--budget` seconds each:
 - warm tpe+asha: tpe+asha warm-started (`--warm-start`, top 4) from a tpe+asha study of the
   other pair, si-en, run for half the budget just before (its compute is not counted).
 
-Group B, one model per pair (per_pair: racing needs it), `--budget-pairs` seconds each:
-- tpe+asha in order: the pairs trained one after another in the trial's process, as a race
-  does, but never stopped (margin 1e9): the reference of this group, so that the comparison
-  isolates the race's stops (a plain per_pair trial starts a Ray task per pair, which costs
-  more than the training at this size);
+Group B, one model per pair (per_pair: racing needs it), `--budget-pairs` seconds each, every
+method with its pairs trained one after another in the trial's process, as a race does (a
+plain per_pair trial starts a Ray task per pair, which costs more than the training at this
+size):
+- random+fifo in order: random sampling, never stopped (a race with margin 1e9): the reference;
+- tpe+asha in order: TPE and ASHA, never stopped by a race: against the next, it isolates
+  what the race's stops buy;
 - tpe+asha+race: the same with the race on (`datasets.race`: sign rule, 2 pairs, margin 0).
 
 Reported per method, median and range over seeds: the compute (trial seconds summed in the
@@ -70,12 +73,14 @@ METHODS: dict[str, dict[str, Any]] = {  # method -> its group and what its space
     "tpe+data": {"group": "A", "sampler": TPE, "scheduler": {"name": "asha", "reduction_factor": 2,
                                                              "train_samples": [75, 150, 300]}},
     "warm tpe+asha": {"group": "A", "sampler": TPE, "scheduler": ASHA, "warm": True},
+    "random+fifo in order": {"group": "B", "sampler": {"name": "random"}, "scheduler": {"name": "fifo"},
+                             "per_pair": True, "race": {"rule": "sign", "min_pairs": 2, "margin": 1e9}},
     "tpe+asha in order": {"group": "B", "sampler": TPE, "scheduler": ASHA, "per_pair": True,
                           "race": {"rule": "sign", "min_pairs": 2, "margin": 1e9}},
     "tpe+asha+race": {"group": "B", "sampler": TPE, "scheduler": ASHA, "per_pair": True,
                       "race": {"rule": "sign", "min_pairs": 2, "margin": 0.0}},
 }
-REFERENCE = {"A": "random+fifo", "B": "tpe+asha in order"}
+REFERENCE = {"A": "random+fifo", "B": "random+fifo in order"}
 COLD, WARM = "tpe+asha", "warm tpe+asha"
 FRACTIONS = (0.25, 0.5, 1.0)
 
@@ -206,14 +211,18 @@ def _summary(values: list[float | None], fmt: str = "{:.3f}") -> str:
     return text + (f" ({len(got)} of {len(values)})" if len(got) < len(values) else "")
 
 
-def report(folder: Path, *, budgets: dict[str, float]) -> None:
+def _methods(groups: str) -> list[str]:
+    return [m for m, method in METHODS.items() if method["group"] in groups]
+
+
+def report(folder: Path, *, budgets: dict[str, float], groups: str = "AB") -> None:
     seeds = sorted(folder.glob("seed-*"), key=lambda p: int(p.name.split("-")[1]))
-    per: dict[str, dict[str, list[Any]]] = {m: {"ratio": [], "marked": [], "at": []} for m in METHODS}
+    per: dict[str, dict[str, list[Any]]] = {m: {"ratio": [], "marked": [], "at": []} for m in _methods(groups)}
     warm_ratio: list[float | None] = []
     print(f"{'seed':>4} {'method':<18} {'best':>7} {'@25%':>7} {'@50%':>7} {'compute s':>9} {'C/P/F':>9} "
           f"{'to reach':>9}")
     for folder_seed in seeds:
-        rows = {m: _rows(folder_seed / f"{_slug(m)}.yaml") for m in METHODS}
+        rows = {m: _rows(folder_seed / f"{_slug(m)}.yaml") for m in per}
         for m, rs in rows.items():
             ref = rows[REFERENCE[METHODS[m]["group"]]]
             compute, _, params = _reach(rs, _best(ref))
@@ -227,6 +236,8 @@ def report(folder: Path, *, budgets: dict[str, float]) -> None:
             reach = "-" if ratio is None else f"{ratio:.3f}{'*' if marked else ''}"
             print(f"{folder_seed.name.split('-')[1]:>4} {m:<18} {at[2]:>7.4f} {at[0]:>7.4f} {at[1]:>7.4f} "
                   f"{sum(r['seconds'] for r in rs):>9.0f} {states:>9} {reach:>9}")
+        if WARM not in rows:
+            continue
         cold_best = _best(rows[COLD])
         _, cold_trials, _ = _reach(rows[COLD], cold_best)
         _, warm_trials, _ = _reach(rows[WARM], cold_best)
@@ -243,9 +254,10 @@ def report(folder: Path, *, budgets: dict[str, float]) -> None:
         n_marked = sum(d["marked"])
         reach = _summary(d["ratio"]) + (f", {n_marked}* left out" if n_marked else "")
         print(f"{m:<18} | {reach:<36} | {cols[0]:<24} | {cols[1]:<24} | {cols[2]:<24}")
-    print(f"\nwarm start: trials to reach the cold study's best / the cold study's trials for it = "
-          f"{_summary(warm_ratio)} (goal <= 0.5)")
-    print("references: group A random+fifo, group B tpe+asha in order (to reach: the compute a method spent until\n"
+    if warm_ratio:
+        print(f"\nwarm start: trials to reach the cold study's best / the cold study's trials for it = "
+              f"{_summary(warm_ratio)} (goal <= 0.5)")
+    print("references: group A random+fifo, group B random+fifo in order (to reach: the compute a method spent until\n"
           "a COMPLETE trial reached the reference's full-budget best, over the reference's compute; - never)")
 
 
@@ -260,12 +272,15 @@ def main(argv: list[str] | None = None) -> None:
                    help="wall-clock seconds per search of group B, per_pair (default 150)")
     p.add_argument("--data", default=str((REPO / "../shared/data/mlqe-pe").resolve()),
                    help="MLQE-PE data root (default: ../shared/data/mlqe-pe from the repository root)")
+    p.add_argument("--groups", choices=["A", "B", "AB"], default="AB",
+                   help="the groups of methods to run: A (joint), B (per_pair in order) or both (default AB)")
     p.add_argument("--keep", action="store_true", help="keep the folder (studies, runs, logs)")
     p.add_argument("--report", metavar="FOLDER", help="print the tables again from a --keep folder")
     args = p.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     if args.report:
-        report(Path(args.report), budgets=json.loads(Path(args.report, "bench.json").read_text())["budgets"])
+        saved = json.loads(Path(args.report, "bench.json").read_text())
+        report(Path(args.report), budgets=saved["budgets"], groups=saved.get("groups", "AB"))
         return
     if args.seeds < 1 or args.budget <= 0 or args.budget_pairs <= 0:
         p.error("--seeds must be >= 1, --budget and --budget-pairs > 0")
@@ -273,19 +288,19 @@ def main(argv: list[str] | None = None) -> None:
         p.error(f"--data {args.data}: no direct-assessments/ there; pass the `data/` folder of MLQE-PE")
     folder = Path(tempfile.mkdtemp(prefix="bench-methods-"))
     budgets = {"A": args.budget, "B": args.budget_pairs}
-    (folder / "bench.json").write_text(json.dumps({"budgets": budgets, "seeds": args.seeds}))
+    (folder / "bench.json").write_text(json.dumps({"budgets": budgets, "seeds": args.seeds, "groups": args.groups}))
     print(f"# {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPU cores, folder {folder}")
     print(f"# python bench/search_methods.py --seeds {args.seeds} --first-seed {args.first_seed} "
-          f"--budget {args.budget:g} --budget-pairs {args.budget_pairs:g}\n")
+          f"--budget {args.budget:g} --budget-pairs {args.budget_pairs:g} --groups {args.groups}\n")
     tick = time.monotonic()
     try:
         _warm_caches(folder, data=args.data)
-        names = list(METHODS)
+        names = _methods(args.groups)
         for i in range(args.seeds):
             order = names[i % len(names):] + names[:i % len(names)]  # no method always first or last
             run_seed(folder / f"seed-{args.first_seed + i}", data=args.data, seed=args.first_seed + i,
                      budgets=budgets, order=order)
-        report(folder, budgets=budgets)
+        report(folder, budgets=budgets, groups=args.groups)
     finally:
         print(f"\n# took {time.monotonic() - tick:.0f} s; load average {os.getloadavg()[0]:.2f}")
         if args.keep:

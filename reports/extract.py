@@ -109,6 +109,8 @@ class StudyData:
     importances: dict[str, dict[str, float]] = field(default_factory=dict)
     """Per objective, parameter -> importance (Optuna's fANOVA evaluator); empty when undefined."""
     importance_note: str | None = None
+    train_samples: list[str] = field(default_factory=list)
+    """The data-size rungs of a fidelity study (its curves are per rung, not per step); empty otherwise."""
 
     @property
     def complete(self) -> list[TrialData]:
@@ -178,7 +180,7 @@ def extract(study: optuna.Study, *, importances: bool = True) -> StudyData:
     return StudyData(name=study.study_name, metric_names=names, directions=directions,
                      aggregator=attrs.get("aggregator", "mean"), pairs=pairs, mode=attrs.get("mode", "joint"),
                      space_file=attrs.get("space_file"), trials=trials, rows=rows, importances=imp,
-                     importance_note=note)
+                     importance_note=note, train_samples=[str(x) for x in attrs.get("train_samples") or []])
 
 
 def _trial(t: FrozenTrial, study_mode: str | None) -> TrialData:

@@ -210,8 +210,11 @@ def curves(data: StudyData) -> go.Figure | None:
     shown = [t for t in data.trials if t.curve]
     if not shown:
         return None
-    fig = _fig(xaxis_title="step", yaxis_title=data.metric_names[0] + " per evaluation", height=460,
-               showlegend=len(shown) <= 25)
+    rungs = data.train_samples  # a data-size study: one point per rung, the rung's training segments per pair
+    xaxis = ({"title": "training segments per pair (data-size rung)", "tickmode": "array",
+              "tickvals": list(range(1, len(rungs) + 1)), "ticktext": rungs} if rungs else {"title": "step"})
+    fig = _fig(xaxis=xaxis, yaxis_title=data.metric_names[0] + (" per rung" if rungs else " per evaluation"),
+               height=460, showlegend=len(shown) <= 25)
     for t in shown:
         steps = sorted(t.curve)
         dash = "solid" if t.state == "COMPLETE" else "dot"

@@ -173,8 +173,9 @@ def run_rungs(plan: TrialPlan, *, report: Report, run: Callable[[TrialPlan, Repo
         if not results or not results[-1].get("final"):
             raise RuntimeError(f"rung {label(size)} of trial {plan.number} ended without its final result")
         final = k == len(fid.sizes) - 1
-        report({**results[-1], "final": final, "rung": fid.rung(k), "train_samples": label(size),
-                **({} if final else {"report_step": k + 1})})  # the intermediate value's step: the rung
+        # the intermediate values' x axis is the rung (1, 2, ...), the last rung's too: not its training steps
+        point = {"curve_step": k + 1, "curve_scores": results[-1]["scores"]} if final else {"report_step": k + 1}
+        report({**results[-1], "final": final, "rung": fid.rung(k), "train_samples": label(size), **point})
 
 
 class PairProgress:

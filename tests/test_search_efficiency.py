@@ -242,13 +242,13 @@ def test_data_size_rungs_then_a_warm_start_from_that_study(tmp_path, data_root, 
         for n in trained:
             cfg = yaml.safe_load((run / f"samples-{n}" / "config.yaml").read_text())
             assert cfg["data"]["max_train_samples"] == n
-        # intermediate values at rungs 1, 2 (those with a defined objective), the last rung's curve after
-        rung_values = [s for s in t.intermediate_values if s <= 2]
-        assert all(s <= trained.index(int(reached)) + 1 for s in rung_values)
+        # intermediate values on the rung axis only (1, 2, 3; those with a defined objective), never
+        # at a training step: up to the rung it reached
+        assert all(s <= trained.index(int(reached)) + 1 for s in t.intermediate_values), t.intermediate_values
         if t.state == TrialState.COMPLETE:
-            assert reached == "48"
+            assert reached == "48" and t.intermediate_values[3] == t.value
         else:
-            assert reached in ("12", "24") and rung_values == sorted(t.intermediate_values)
+            assert reached in ("12", "24")
     best = (tmp_path / "runs" / "best.yaml").read_text()
     assert "# Chosen on data-size rungs 12 -> 24 -> 48 training segments per pair; its value was measured at " \
            "the last, 48." in best
@@ -280,3 +280,18 @@ def test_the_cost_front_keeps_the_cheapest_config_of_each_quality():
     points = [(10.0, 0.30, 0), (5.0, 0.20, 1), (20.0, 0.25, 2), (5.0, 0.10, 3), (30.0, 0.40, 4), (12.0, 0.30, 5)]
     assert cost_front(points, maximize=True) == [1, 0, 4]  # 2 is dearer and worse than 0; 5 ties 0, dearer
     assert cost_front([(s, -v, n) for s, v, n in points], maximize=False) == [1, 0, 4]
+
+
+def test_a_data_size_study_draws_its_curves_per_rung(tmp_path, data_root, cache_dir):
+    from reports.extract import extract
+    from reports.figures import curves
+    from tests.reports_helpers import add, config, new_study
+
+    study = new_study(tmp_path)
+    study.set_user_attr("train_samples", ["500", "1000", "all"])
+    add(study, values=[0.4], cfg=config(data_root, cache_dir, lr=1e-3), curve={1: 0.2, 2: 0.3, 3: 0.4})
+    axis = curves(extract(study, importances=False)).layout.xaxis
+    assert axis.title.text == "training segments per pair (data-size rung)"
+    assert list(axis.tickvals) == [1, 2, 3] and list(axis.ticktext) == ["500", "1000", "all"]
+    study.set_user_attr("train_samples", [])  # a study on steps keeps its step axis
+    assert curves(extract(study, importances=False)).layout.xaxis.title.text == "step"
