@@ -39,6 +39,7 @@ trials the cold study needed for it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -47,6 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -278,6 +280,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--report", metavar="FOLDER", help="print the tables again from a --keep folder")
     args = p.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    if args.report and not Path(args.report, "bench.json").is_file():
+        p.error(f"--report {args.report}: no bench.json there; pass a folder a --keep run printed")
     if args.report:
         saved = json.loads(Path(args.report, "bench.json").read_text())
         report(Path(args.report), budgets=saved["budgets"], groups=saved.get("groups", "AB"))
@@ -286,14 +290,11 @@ def main(argv: list[str] | None = None) -> None:
         p.error("--seeds must be >= 1, --budget and --budget-pairs > 0")
     if not (Path(args.data) / "direct-assessments").is_dir():
         p.error(f"--data {args.data}: no direct-assessments/ there; pass the `data/` folder of MLQE-PE")
-    folder = Path(tempfile.mkdtemp(prefix="bench-methods-"))
     budgets = {"A": args.budget, "B": args.budget_pairs}
-    (folder / "bench.json").write_text(json.dumps({"budgets": budgets, "seeds": args.seeds, "groups": args.groups}))
-    print(f"# {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPU cores, folder {folder}")
-    print(f"# python bench/search_methods.py --seeds {args.seeds} --first-seed {args.first_seed} "
-          f"--budget {args.budget:g} --budget-pairs {args.budget_pairs:g} --groups {args.groups}\n")
-    tick = time.monotonic()
-    try:
+    command = (f"python bench/search_methods.py --seeds {args.seeds} --first-seed {args.first_seed} "
+               f"--budget {args.budget:g} --budget-pairs {args.budget_pairs:g} --groups {args.groups}")
+    with scratch("bench-methods-", command, {"budgets": budgets, "seeds": args.seeds, "groups": args.groups},
+                 keep=args.keep) as folder:
         _warm_caches(folder, data=args.data)
         names = _methods(args.groups)
         for i in range(args.seeds):
@@ -301,9 +302,22 @@ def main(argv: list[str] | None = None) -> None:
             run_seed(folder / f"seed-{args.first_seed + i}", data=args.data, seed=args.first_seed + i,
                      budgets=budgets, order=order)
         report(folder, budgets=budgets, groups=args.groups)
+
+
+@contextlib.contextmanager
+def scratch(prefix: str, command: str, settings: dict[str, Any], *, keep: bool) -> Iterator[Path]:
+    """A new folder for one bench run: its settings in ``bench.json`` (for ``--report``), the
+    machine and the command printed first, the time taken last; removed unless ``keep``."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    (folder / "bench.json").write_text(json.dumps(settings))
+    print(f"# {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPU cores, folder {folder}")
+    print(f"# {command}\n")
+    tick = time.monotonic()
+    try:
+        yield folder
     finally:
         print(f"\n# took {time.monotonic() - tick:.0f} s; load average {os.getloadavg()[0]:.2f}")
-        if args.keep:
+        if keep:
             print(f"# kept {folder}")
         else:
             shutil.rmtree(folder, ignore_errors=True)

@@ -23,11 +23,8 @@ import argparse
 import json
 import math
 import os
-import shutil
 import statistics
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,7 +32,7 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
     sys.path[0] = str(REPO)  # `import search` must find the package, not bench/search.py
 sys.path.insert(1, str(REPO / "bench"))
 
-from search_methods import COLD, METHODS, _at, _best, _reach, _rows, _run, _space  # noqa: E402
+from search_methods import COLD, METHODS, _at, _best, _reach, _rows, _run, _space, scratch  # noqa: E402
 
 TARGETS = ["en-de", "et-en", "ro-en", "si-en"]
 GOAL = 0.5
@@ -124,6 +121,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--report", metavar="FOLDER", help="print the table again from a --keep folder")
     args = p.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    if args.report and not Path(args.report, "bench.json").is_file():
+        p.error(f"--report {args.report}: no bench.json there; pass a folder a --keep run printed")
     if args.report:
         report(Path(args.report), budget=json.loads(Path(args.report, "bench.json").read_text())["budget"])
         return
@@ -131,24 +130,13 @@ def main(argv: list[str] | None = None) -> None:
         p.error("--seeds must be >= 1, --budget and --source-budget > 0")
     if not (Path(args.data) / "direct-assessments").is_dir():
         p.error(f"--data {args.data}: no direct-assessments/ there; pass the `data/` folder of MLQE-PE")
-    folder = Path(tempfile.mkdtemp(prefix="bench-warm-"))
-    (folder / "bench.json").write_text(json.dumps({"budget": args.budget, "seeds": args.seeds}))
-    print(f"# {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPU cores, folder {folder}")
-    print(f"# python bench/warm_start.py --seeds {args.seeds} --budget {args.budget:g} "
-          f"--source-budget {args.source_budget:g}\n")
-    tick = time.monotonic()
-    try:
+    command = f"python bench/warm_start.py --seeds {args.seeds} --budget {args.budget:g} " \
+              f"--source-budget {args.source_budget:g}"
+    with scratch("bench-warm-", command, {"budget": args.budget, "seeds": args.seeds}, keep=args.keep) as folder:
         _warm_caches(folder, data=args.data)
         run(folder, data=args.data, seeds=list(range(1, args.seeds + 1)), budget=args.budget,
             source_budget=args.source_budget)
         report(folder, budget=args.budget)
-    finally:
-        print(f"\n# took {time.monotonic() - tick:.0f} s; load average {os.getloadavg()[0]:.2f}")
-        if args.keep:
-            print(f"# kept {folder}")
-        else:
-            shutil.rmtree(folder, ignore_errors=True)
-
 
 if __name__ == "__main__":
     main()
