@@ -1,13 +1,17 @@
-"""Pairs as instances: a per_pair trial scores its pairs one by one and stops once it is clearly
-worse than the incumbent on the pairs scored so far (racing, as irace and Optuna's
-`WilcoxonPruner` do with problem instances).
+"""Pairs as instances: a trial stops once it is clearly worse than the incumbent on the pairs
+scored so far (racing, as irace and Optuna's `WilcoxonPruner` do with problem instances).
 
-The space turns it on with ``datasets: {mode: per_pair, race: {rule, min_pairs, margin, p}}``.
-The trial then trains its pairs in the order ``datasets.pairs`` lists them, each with all the
-trial's resources, and after each pair compares its scores of the first objective with the
-incumbent's on the same pairs: the best COMPLETE trial when it started (`incumbent`). Each
-pair's result is also reported to the scheduler, so ASHA compares trials on the same first k
-pairs (training_iteration = pairs scored).
+The space turns it on with ``datasets: {mode: per_pair | joint, race: {rule, min_pairs, margin, p}}``.
+The incumbent is the best COMPLETE trial when the trial started (`incumbent`).
+
+- per_pair: the trial trains its pairs in the order ``datasets.pairs`` lists them, each with
+  all the trial's resources, and after each pair compares its scores of the first objective
+  with the incumbent's on the same pairs; a stopped trial never trains the rest. Each pair's
+  result is also reported to the scheduler, so ASHA compares trials on the same first k pairs
+  (training_iteration = pairs scored).
+- joint: one model learns every pair at once, so every evaluation scores all of them; after
+  each evaluation the trial compares its per-pair scores with the incumbent's at the same step
+  (the incumbent's ``pair_curve``) and stops training when the rule says so.
 
 Rules (one row each in :data:`RULES`):
 
@@ -17,12 +21,13 @@ Rules (one row each in :data:`RULES`):
   gives p < ``p``. With k pairs its smallest possible p is 2^-k (k = 3: 0.125), so with the 3
   or 4 pairs of a QE study it can rarely fire; the space check refuses a ``p`` it never reaches.
 
-A stopped trial is PRUNED with ``pruned_reason`` and ``pairs_scored``; its missing pairs are
-missing (the reports rank only configs scored on every pair), never zeros.
+A stopped trial is PRUNED with ``pruned_reason`` (and per_pair ``pairs_scored``); its missing
+pairs are missing (the reports rank only configs scored on every pair), never zeros.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -105,11 +110,11 @@ def race_problems(raw: Any, *, pairs: int, mode: str) -> tuple[Race | None, list
     rule = raw.get("rule", "sign")
     if rule not in RULES:
         problems.append(("datasets.race.rule", f"unknown rule {rule!r}; valid: {', '.join(RULES)}"))
-    if mode != "per_pair":
-        problems.append(("datasets.race", "scores pairs one by one, so it needs mode: per_pair (a joint run "
-                                          "trains every pair in one model)"))
     if pairs < 2:
         problems.append(("datasets.race", f"needs at least 2 pairs to race over, got {pairs}"))
+    if mode == "joint" and "min_pairs" in raw:
+        problems.append(("datasets.race.min_pairs", "is for mode: per_pair; a joint trial scores all its pairs "
+                                                    "at every evaluation"))
     min_pairs = raw.get("min_pairs", max(1, min(2, pairs - 1)))  # default 2, or 1 with 2 pairs
     if isinstance(min_pairs, bool) or not isinstance(min_pairs, int) or not 1 <= min_pairs <= max(1, pairs - 1):
         problems.append(("datasets.race.min_pairs", f"must be an integer from 1 to {max(1, pairs - 1)} (a trial "
@@ -119,20 +124,20 @@ def race_problems(raw: Any, *, pairs: int, mode: str) -> tuple[Race | None, list
         problems.append(("datasets.race.margin", f"must be a number >= 0 (metric units), got {margin!r}"))
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p < 1:
         problems.append(("datasets.race.p", f"must be a number in (0, 1), got {p!r}"))
-    elif rule == "wilcoxon" and pairs >= 2 and p <= 2.0 ** -(pairs - 1):
-        problems.append(("datasets.race.p", f"{p:g} can never be reached: a trial is stopped after at most "
-                                            f"{pairs - 1} of its {pairs} pairs, and the smallest one-sided "
-                                            f"Wilcoxon p-value of {pairs - 1} pairs is 2^-{pairs - 1} = "
-                                            f"{2.0 ** -(pairs - 1):g}; use p > {2.0 ** -(pairs - 1):g} or "
-                                            f"rule: sign"))
+    elif rule == "wilcoxon" and pairs >= 2 and p <= 2.0 ** -(k := pairs if mode == "joint" else pairs - 1):
+        seen = f"scored on its {pairs} pairs" if mode == "joint" else f"stopped after at most {k} of its {pairs} pairs"
+        problems.append(("datasets.race.p", f"{p:g} can never be reached: a trial is {seen}, and the smallest "
+                                            f"one-sided Wilcoxon p-value of {k} pairs is 2^-{k} = {2.0 ** -k:g}; "
+                                            f"use p > {2.0 ** -k:g} or rule: sign"))
     if problems:
         return None, problems
     return Race(rule=str(rule), min_pairs=int(min_pairs), margin=float(margin), p=float(p)), []
 
 
 def incumbent(study: optuna.Study, metric: str) -> dict[str, Any] | None:
-    """The best COMPLETE trial's number and per-pair scores of ``metric`` (the first objective),
-    or None before any trial completed."""
+    """The best COMPLETE trial's number, per-pair scores of ``metric`` (the first objective)
+    and, from a joint race, its ``curve`` (step -> per-pair scores at each evaluation); None
+    before any trial completed."""
     from optuna.trial import TrialState
 
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -141,4 +146,6 @@ def incumbent(study: optuna.Study, metric: str) -> dict[str, Any] | None:
         return None
     maximize = study.directions[0].name == "MAXIMIZE"
     best = max(done, key=lambda t: t.values[0] if maximize else -t.values[0])
-    return {"trial": best.number, "scores": dict(best.user_attrs["pair_scores"][metric])}
+    curve = best.user_attrs.get("pair_curve")  # JSON text: Ray flattens a nested dict in a result
+    return {"trial": best.number, "scores": dict(best.user_attrs["pair_scores"][metric]),
+            "curve": json.loads(curve) if curve else {}}

@@ -134,8 +134,9 @@ def _dry_run(space: Any) -> int:
           f"{space.aggregator} over {', '.join(space.pairs)} ({space.mode})")
     if space.race is not None:
         r = space.race
-        print(f"race       pairs in order; stop a trial after >= {r.min_pairs} pairs by rule {r.rule} "
-              f"({f'margin {r.margin:g}' if r.rule == 'sign' else f'p < {r.p:g}'})")
+        when = "at each evaluation, against the incumbent at the same step" if space.mode == "joint" else \
+            f"pairs in order; stop a trial after >= {r.min_pairs} pairs"
+        print(f"race       {when} by rule {r.rule} ({f'margin {r.margin:g}' if r.rule == 'sign' else f'p < {r.p:g}'})")
     print(f"sampler    {space.sampler} {space.sampler_args or ''}".rstrip())
     print(f"scheduler  {space.scheduler} {space.scheduler_args or ''}".rstrip()
           + (f", rungs on training data: {space.fidelity.describe()}" if space.fidelity else ""))

@@ -132,7 +132,7 @@ class SearchSpace:
     warm_start: WarmStart | None = None
     """Earlier studies whose best configs a new study enqueues (`search.warm_start`)."""
     race: Race | None = None
-    """per_pair: score pairs in order, stop a trial clearly worse than the incumbent (`search.racing`)."""
+    """Stop a trial clearly worse than the incumbent on the pairs scored so far (`search.racing`)."""
     fidelity: DataFidelity | None = None
     """Rungs that grow the training data (``scheduler.train_samples``, `search.fidelity`)."""
 

@@ -18,9 +18,10 @@ User attributes of every trial: ``values`` (the searched keys as set), ``config`
 (``{pair: {task: {metric: v}}}``), ``pair_scores`` (``{metric: {pair: v}}``), ``step``,
 ``seconds``: a COMPLETE trial's of its best checkpoint, a PRUNED one's of the evaluation at
 which the scheduler stopped it (``pruned_reason`` when its objective was undefined there, or
-the race stopped it, with ``pairs_scored``: `search.racing`); ``train_samples``, the data-size
-rung it reached (`search.fidelity`); ``warm_start``, the earlier trial a seed came from
-(`search.warm_start`); a failed one ``fail_reason`` and ``fail_traceback``; ``worker``.
+the race stopped it, with ``pairs_scored`` or a joint race's ``pair_curve``: `search.racing`);
+``train_samples``, the data-size rung it reached (`search.fidelity`); ``warm_start``, the
+earlier trial a seed came from (`search.warm_start`); a failed one ``fail_reason`` and
+``fail_traceback``; ``worker``.
 """
 
 from __future__ import annotations
@@ -204,8 +205,7 @@ class Study:
                 self.in_flight[trial.number] = trial
             values = self.space.sample(trial)
             trial.set_user_attr("values", _jsonable(values))
-            outside = self.space.outside(trial.params)
-            if outside:  # a queued config from before an edit of the space
+            if outside := self.space.outside(trial.params):  # a queued config from before an edit of the space
                 self._fail(trial.number, f"its queued values are outside the space: {outside}", None)
                 continue
             try:
@@ -299,7 +299,7 @@ class Study:
                 trial.set_user_attr(key, json.loads(result[key]) if isinstance(result[key], str) else result[key])
         trial.set_user_attr("step", int(result.get("step", 0)))
         trial.set_user_attr("seconds", round(float(result.get("seconds", 0.0)), 1))
-        for key in ("pairs_scored", "raced_out", "train_samples"):  # racing, data-size rungs
+        for key in ("pairs_scored", "raced_out", "pair_curve", "train_samples"):  # racing, data-size rungs
             if key in result:
                 trial.set_user_attr(key, result[key])
         if not all(math.isfinite(v) for v in scores):

@@ -82,14 +82,24 @@ def write_error(run: RunDir, err: BaseException) -> None:
     write_json(run.error, {"reason": repr(err), "traceback": traceback.format_exc()})
 
 
+class _RacedOut(Exception):
+    """A joint trial's race stopped it at an evaluation (reported already)."""
+
+
 def run_joint(plan: TrialPlan, *, report: Report) -> None:
     """One model on all pairs: report after every evaluation (the learning curve), then the
-    best checkpoint's scores as the final result (`final: True`)."""
+    best checkpoint's scores as the final result (`final: True`). With a race
+    (`search.racing`), each evaluation's per-pair scores are kept (``pair_curve``) and compared
+    with the incumbent's at the same step; a trial the race stops ends there, PRUNED."""
     from mtl.train import train
+    from search.racing import Race
 
     started = time.monotonic()
     run = RunDir(plan.run_dir)
     run.error.unlink(missing_ok=True)
+    name, direction = plan.metrics[0]
+    race, best = (Race(**plan.race), plan.incumbent) if plan.race else (None, None)
+    curve: dict[str, dict[str, float]] = {}  # step -> this trial's per-pair scores (a race's record)
     try:
         cfg = config_from_dict(plan.configs.configs[JOINT], source=f"trial {plan.number}")
         terms = {pair: cfg.objective_terms() for pair in cfg.data.pairs}
@@ -97,14 +107,25 @@ def run_joint(plan: TrialPlan, *, report: Report) -> None:
 
         def on_eval(*, step: int, metrics: Metrics, final: bool, **_: Any) -> None:
             result = _result(step, metrics, plan, terms, final=False, started=started)
+            if race is not None:
+                curve[str(step)] = json.loads(result["pair_scores"])[name]
+                result["pair_curve"] = json.dumps(curve)
             if final:
                 last.append(result)  # sent with the final result, below
-            else:
-                report(result)
+                return
+            theirs = best["curve"].get(str(step)) if race and best else None  # same step, or no verdict
+            why = race.verdict(curve[str(step)], theirs, maximize=direction == "maximize") if race and theirs else None
+            if best and why:
+                report({**result, "raced_out": f"raced out at step {step} against trial {best['trial']} at the "
+                                               f"same step: {why}"})
+                raise _RacedOut
+            report(result)
 
         result = train(cfg, out_dir=run.path, report=on_eval)
-        best = _result(result["steps"], result["metrics"], plan, terms, final=True, started=started)
-        report(_final(best, last[0] if last else None))
+        best_ckpt = _result(result["steps"], result["metrics"], plan, terms, final=True, started=started)
+        report({**_final(best_ckpt, last[0] if last else None), **({"pair_curve": json.dumps(curve)} if race else {})})
+    except _RacedOut:
+        return  # its last report says why; the driver records it PRUNED
     except Exception as e:  # not SystemExit: Ray stops a pruned trial with sys.exit inside tune.report
         write_error(run, e)
         raise

@@ -4,6 +4,7 @@ to end with a real local Ray, SQLite studies and tiny models."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -14,6 +15,7 @@ import yaml
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
+from mtl.rundir import RunDir
 from search.racing import Race
 from search.space import SpaceError, load_space
 from tests.search_fixtures import space_file, study_of
@@ -55,8 +57,12 @@ def test_the_wilcoxon_rule_uses_the_exact_one_sided_test():
 
 def test_race_mistakes_are_named_with_their_keys(tmp_path, data_root, cache_dir):
     joint = _space_errors(tmp_path, data_root, cache_dir, extra={
-        "datasets": {"pairs": ["en-de", "ro-en"], "mode": "joint", "race": {"rule": "sign"}}})
-    assert "datasets.race: scores pairs one by one, so it needs mode: per_pair" in joint
+        "datasets": {"pairs": ["en-de", "ro-en", "et-en"], "mode": "joint",
+                     "race": {"rule": "wilcoxon", "p": 0.125, "min_pairs": 2}}})
+    assert "datasets.race.min_pairs: is for mode: per_pair; a joint trial scores all its pairs" in joint
+    # a joint trial is scored on all 3 pairs at once: 2^-3 is the floor, not 2^-2 as in per_pair
+    assert ("datasets.race.p: 0.125 can never be reached: a trial is scored on its 3 pairs, and the smallest "
+            "one-sided Wilcoxon p-value of 3 pairs is 2^-3 = 0.125") in joint
     text = _space_errors(tmp_path, data_root, cache_dir, extra={
         "datasets": {"pairs": ["en-de", "ro-en", "et-en", "si-en"], "mode": "per_pair",
                      "race": {"rule": "wilcoxon", "p": 0.1, "min_pairs": 4, "speed": 2}}})
@@ -217,6 +223,41 @@ def test_a_raced_out_trial_stops_before_its_other_pairs(tmp_path, data_root, cac
     agg = aggregate(extract(study, importances=False))
     assert set(agg.scores) == {t.number for t in trials if t.state == TrialState.COMPLETE}
     assert build_report(study, out=tmp_path / "report").exists()
+
+
+@pytest.mark.ray
+def test_a_joint_race_stops_a_trial_worse_than_the_incumbent_at_the_same_step(tmp_path, data_root, cache_dir,
+                                                                               capsys):
+    from search.run import main
+
+    space = space_file(tmp_path, data_root, cache_dir, trials=6, name="jrace", extra={
+        "datasets": {"pairs": ["en-de", "ro-en"], "mode": "joint", "race": {"margin": 0.0}},
+        "scheduler": {"name": "fifo"}, "weights": None})
+    assert main(["--space", str(space), "--max-concurrent", "1", "--dry-run"]) == 0
+    assert "race       at each evaluation, against the incumbent at the same step by rule sign (margin 0)" \
+        in capsys.readouterr().out
+    assert main(["--space", str(space), "--max-concurrent", "1", "--cpus-per-trial", "2"]) == 0
+    study = study_of(space, "jrace")
+    trials = study.get_trials()
+    raced = [t for t in trials if "raced_out" in t.user_attrs]
+    assert raced, [t.user_attrs.get("pair_curve") for t in trials]
+    for t in raced:
+        assert t.state == TrialState.PRUNED and t.user_attrs["pruned_reason"] == t.user_attrs["raced_out"]
+        found = re.search(r"raced out at step (\d+) against trial (\d+) at the same step: worse by more than 0 on "
+                          r"all 2 pairs scored", t.user_attrs["raced_out"])
+        assert found, t.user_attrs["raced_out"]
+        step, against = int(found[1]), study.trials[int(found[2])]
+        mine, theirs = json.loads(t.user_attrs["pair_curve"])[str(step)], json.loads(
+            against.user_attrs["pair_curve"])[str(step)]
+        assert all(mine[p] < theirs[p] for p in ("en-de", "ro-en")), (mine, theirs)
+        assert against.state == TrialState.COMPLETE and against.number < t.number
+        # it stopped training there: no evaluation after the step that stopped it, no metrics.json
+        run = RunDir(t.user_attrs["run_dir"])
+        assert max(r["step"] for r in run.history_records() if "eval" in r) == step < 8
+        assert not run.metrics.exists()
+    for t in trials:
+        if t.state == TrialState.COMPLETE:
+            assert sorted(json.loads(t.user_attrs["pair_curve"]), key=int) == ["2", "4", "6", "8"]
 
 
 @pytest.mark.ray
