@@ -11,7 +11,8 @@ The incumbent is the best COMPLETE trial when the trial started (`incumbent`).
   (training_iteration = pairs scored).
 - joint: one model learns every pair at once, so every evaluation scores all of them; after
   each evaluation the trial compares its per-pair scores with the incumbent's at the same step
-  (the incumbent's ``pair_curve``) and stops training when the rule says so.
+  (the incumbent's ``pair_curve``) and stops training when the rule says so. A step at which
+  the incumbent was not evaluated (``train.eval_every`` searched) gives no verdict.
 
 Rules (one row each in :data:`RULES`):
 
