@@ -221,7 +221,7 @@ def _drive(study: Any, run: Any, *, address: str | None, verbose: bool, tune: An
     started = time.monotonic()
     if counts.finished < run.trials:
         own = tune is None
-        tune = tune or join(address, verbose=verbose)
+        tune = tune or join(address, verbose=verbose, workers=run.max_concurrent * study.space.processes_per_trial)
         study.optuna.set_user_attr("ray_address", tune.gcs_address())
         try:
             tune.run_search(study, cpus_per_trial=run.cpus_per_trial, gpus_per_trial=run.gpus_per_trial,

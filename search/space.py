@@ -137,6 +137,12 @@ class SearchSpace:
     """Rungs that grow the training data (``scheduler.train_samples``, `search.fidelity`)."""
 
     @property
+    def processes_per_trial(self) -> int:
+        """Ray worker processes a trial runs at once: one, or in per_pair mode without a race
+        one more per pair (each pair's own task)."""
+        return 1 + len(self.pairs) if self.mode == "per_pair" and self.race is None else 1
+
+    @property
     def directions(self) -> list[str]:
         """The study's directions, one per metric."""
         return [m.direction for m in self.metrics]

@@ -280,7 +280,7 @@ def run_search(study: Study, *, cpus_per_trial: float, gpus_per_trial: float, ma
     space = study.space
     mode = "max" if space.metrics[0].direction == "maximize" else "min"
     pairs = len(space.pairs)
-    if space.mode == "per_pair" and space.race is None:
+    if space.processes_per_trial > 1:
         # An empty head bundle (the trial's own process only waits and reports), one per pair's task.
         bundle = {"CPU": cpus_per_trial / pairs, **({"GPU": gpus_per_trial / pairs} if gpus_per_trial else {})}
         resources: Any = tune.PlacementGroupFactory([{}] + [bundle] * pairs)

@@ -336,3 +336,30 @@ def test_a_data_size_study_draws_its_curves_per_rung(tmp_path, data_root, cache_
     assert list(axis.tickvals) == [1, 2, 3] and list(axis.ticktext) == ["500", "1000", "all"]
     study.set_user_attr("train_samples", [])  # a study on steps keeps its step axis
     assert curves(extract(study, importances=False)).layout.xaxis.title.text == "step"
+
+
+def test_a_local_ray_keeps_the_workers_a_round_of_per_pair_trials_needs(monkeypatch, tmp_path, data_root, cache_dir):
+    """Ray kills idle workers beyond one per CPU: a per_pair trial's pair tasks then start new
+    processes (torch imported again) for every trial; the search's own Ray keeps enough."""
+    import os
+
+    from search.cluster import IDLE_WORKERS_ENV as LIMIT
+    from search.cluster import prepare_env
+
+    per_pair = load_space(space_file(tmp_path, data_root, cache_dir, extra={
+        "datasets": {"pairs": ["en-de", "ro-en", "et-en"], "mode": "per_pair"}}))
+    raced = load_space(space_file(tmp_path, data_root, cache_dir, extra={
+        "datasets": {"pairs": ["en-de", "ro-en", "et-en"], "mode": "per_pair", "race": {}}}))
+    assert per_pair.processes_per_trial == 4 and raced.processes_per_trial == 1  # a race trains in the trial
+    assert load_space(space_file(tmp_path, data_root, cache_dir)).processes_per_trial == 1
+    cpus = os.cpu_count() or 1
+    monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items() if k != LIMIT})
+    prepare_env("127.0.0.1:6379", verbose=False, workers=cpus + 8)  # a cluster's own settings are its own
+    assert LIMIT not in os.environ
+    prepare_env(None, verbose=False, workers=cpus)  # Ray's default already keeps one per CPU
+    assert LIMIT not in os.environ
+    prepare_env(None, verbose=False, workers=cpus + 8)
+    assert os.environ[LIMIT] == str(cpus + 8)
+    os.environ[LIMIT] = "3"  # the user's own setting wins
+    prepare_env(None, verbose=False, workers=cpus + 8)
+    assert os.environ[LIMIT] == "3"
