@@ -122,14 +122,14 @@ def _run(space: Path, budget: float, log: Path, *extra: str) -> float:
     return time.monotonic() - tick
 
 
-def _warm_caches(folder: Path, *, data: str) -> None:
-    """Train every pair at every data size for one step: tokenizers and tokenized slices land in
-    the shared cache, so that no search pays for them."""
+def warm_caches(folder: Path, *, data: str, sizes: dict[str, tuple[int, ...]]) -> None:
+    """Train each pair at each of its data sizes for one step: tokenizers and tokenized slices
+    land in the shared cache (``folder/cache``), so that no search pays for them."""
     space = yaml.safe_load(_space(folder, "warm", data=data, cache=folder / "cache", seed=0, pairs=PAIRS,
                                   method=METHODS[COLD]).read_text(encoding="utf-8"))
     tick = time.monotonic()
-    for pair in [*PAIRS, SOURCE_PAIR]:
-        for size in (75, 150, 300) if pair != SOURCE_PAIR else (300,):
+    for pair, pair_sizes in sizes.items():
+        for size in pair_sizes:
             cfg = {**space["base"], "data": {**space["base"]["data"], "pairs": [pair], "max_train_samples": size},
                    "train": {**space["base"]["train"], "max_steps": 1, "eval_every": 1}}
             path = folder / f"warm-{pair}-{size}.yaml"
@@ -295,7 +295,7 @@ def main(argv: list[str] | None = None) -> None:
                f"--budget {args.budget:g} --budget-pairs {args.budget_pairs:g} --groups {args.groups}")
     with scratch("bench-methods-", command, {"budgets": budgets, "seeds": args.seeds, "groups": args.groups},
                  keep=args.keep) as folder:
-        _warm_caches(folder, data=args.data)
+        warm_caches(folder, data=args.data, sizes={**{p: (75, 150, 300) for p in PAIRS}, SOURCE_PAIR: (300,)})
         names = _methods(args.groups)
         for i in range(args.seeds):
             order = names[i % len(names):] + names[:i % len(names)]  # no method always first or last

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import statistics
 import sys
 from pathlib import Path
@@ -32,28 +31,10 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
     sys.path[0] = str(REPO)  # `import search` must find the package, not bench/search.py
 sys.path.insert(1, str(REPO / "bench"))
 
-from search_methods import COLD, METHODS, _at, _best, _reach, _rows, _run, _space, scratch  # noqa: E402
+from search_methods import COLD, METHODS, _at, _best, _reach, _rows, _run, _space, scratch, warm_caches  # noqa: E402
 
 TARGETS = ["en-de", "et-en", "ro-en", "si-en"]
 GOAL = 0.5
-
-
-def _warm_caches(folder: Path, *, data: str) -> None:
-    """One step on every pair: tokenizers and tokenized slices land in the shared cache first."""
-    import subprocess
-
-    import yaml
-
-    base = yaml.safe_load(_space(folder, "warm-cache", data=data, cache=folder / "cache", seed=0, pairs=TARGETS,
-                                 method=METHODS[COLD]).read_text(encoding="utf-8"))["base"]
-    for pair in TARGETS:
-        cfg = {**base, "data": {**base["data"], "pairs": [pair]}, "train": {**base["train"], "max_steps": 1,
-                                                                            "eval_every": 1}}
-        path = folder / f"warm-cache-{pair}.yaml"
-        path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
-        subprocess.run([sys.executable, "-m", "mtl", "train", "--config", str(path), "--out",
-                        str(folder / "warm-cache" / pair)], cwd=REPO, check=True, capture_output=True,
-                       env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
 
 
 def run(folder: Path, *, data: str, seeds: list[int], budget: float, source_budget: float) -> None:
@@ -133,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     command = f"python bench/warm_start.py --seeds {args.seeds} --budget {args.budget:g} " \
               f"--source-budget {args.source_budget:g}"
     with scratch("bench-warm-", command, {"budget": args.budget, "seeds": args.seeds}, keep=args.keep) as folder:
-        _warm_caches(folder, data=args.data)
+        warm_caches(folder, data=args.data, sizes={p: (300,) for p in TARGETS})
         run(folder, data=args.data, seeds=list(range(1, args.seeds + 1)), budget=args.budget,
             source_budget=args.source_budget)
         report(folder, budget=args.budget)
