@@ -25,7 +25,8 @@ Turn a search into a model to ship: the top --top configs of a study (by --aggre
 the values the study recorded) are retrained with --seeds seeds each on --train-samples
 training segments per dataset (default: all) and evaluated on all of dev; their ensemble
 averages their predictions, with weights chosen on one half of dev when they beat the plain
-mean on the other half.
+mean on the other half. A member evaluates as often per epoch as its trial did (its
+train.eval_every scaled by its training rows over the trial's).
 
   python -m search.finalize --storage sqlite:///studies/quickstart.db --top 3 --seeds 2 --out runs/final
   python -m mtl evaluate --run runs/final/ensemble --split dev

@@ -55,21 +55,61 @@ def plan_members(study: Any, *, top: int, seeds: int, train_samples: int | None,
     if not ranked:
         raise ReportError(f"study {study.study_name!r} has no complete trial: nothing to finalize")
     members = []
+    rows = _RowCounter()
     for rank, trial in enumerate(ranked[:top], 1):
-        config, _ = trial_config(study, trial)
+        config, per_pair = trial_config(study, trial)
+        if data_root is not None:
+            config["data"]["root"] = data_root
         first = int(config["train"]["seed"])
         for seed in range(first, first + seeds):
             member = copy.deepcopy(config)
             member["train"]["seed"] = seed
             member["data"].update(max_train_samples=train_samples, max_eval_samples=None)
-            if data_root is not None:
-                member["data"]["root"] = data_root
             try:
                 config_from_dict(member, source=f"study {study.study_name}: trial {trial.number}")
             except ConfigError as e:
                 raise ReportError(f"trial {trial.number}'s config no longer validates:\n" + "\n".join(e.errors)) from e
+            member["train"]["eval_every"] = member_eval_every(config, member, per_pair=per_pair, rows=rows)
             members.append(Member(f"r{rank}-t{trial.number}-s{seed}", rank, trial.number, seed, member))
     return members
+
+
+def member_eval_every(trial: dict[str, Any], member: dict[str, Any], *, per_pair: bool,
+                      rows: Callable[[dict[str, Any], str], int]) -> int:
+    """The member's ``train.eval_every``: the trial's, scaled so that the member evaluates as
+    often per epoch as the trial did (a member on 6x the data would otherwise evaluate all of
+    dev 6x as often, and keep its best checkpoint among 6x as many). A config that fixes
+    ``train.max_steps`` keeps its ``eval_every``.
+
+    ``rows(config, pair)`` counts the pair's training segments the config reads; a per_pair
+    trial trained one model per pair (on a pair's rows), the member trains one on all of them.
+    """
+    every = int(trial["train"]["eval_every"])
+    if trial["train"].get("max_steps"):
+        return every
+    pairs = list(member["data"]["pairs"])
+    member_rows = sum(rows(member, p) for p in pairs)
+    trial_rows = sum(rows(trial, p) for p in pairs) / (len(pairs) if per_pair else 1)
+    return max(1, round(every * member_rows / trial_rows)) if trial_rows else every
+
+
+class _RowCounter:
+    """``rows(config, pair)`` for `member_eval_every`: the pair's training segments (read once
+    per dataset), capped by the config's ``data.max_train_samples``."""
+
+    def __init__(self) -> None:
+        self.sizes: dict[tuple[str, str], int] = {}
+
+    def __call__(self, config: dict[str, Any], pair: str) -> int:
+        from mtl.config import config_from_dict
+
+        data = config_from_dict(config, source=pair).data
+        source = data.source(pair)
+        key = (source.identity(pair, data.train_split), pair)
+        if key not in self.sizes:
+            self.sizes[key] = len(source.read(pair, data.train_split))
+        limit = data.max_train_samples
+        return self.sizes[key] if limit is None else min(limit, self.sizes[key])
 
 
 def train_member(config: dict[str, Any], out_dir: str, resume: bool) -> None:
@@ -121,6 +161,9 @@ def finalize(study: Any, members: Sequence[Member], *, out: str | Path, tune: An
         if steps:
             say(f"  note: trial {m.trial}'s config fixes train.max_steps={steps}: its members train {steps} steps "
                 f"whatever the data (a config with train.epochs trains that many epochs of it)")
+        else:
+            say(f"  trial {m.trial}'s members evaluate every {m.config['train']['eval_every']} steps "
+                f"(as often per epoch as the trial did)")
     done: list[str] = []
 
     def on_done(name: str, error: BaseException | None) -> None:
