@@ -61,7 +61,7 @@ def _vocabulary(data: str, pairs: tuple[str, ...]) -> list[str]:
     for pair in pairs:
         segments = read_pair(data, pair, "dev")
         for side in ("src", "mt"):
-            words = [w for r in segments for w in r[side].split()]
+            words = [w for r in segments for w in r[side]]  # already split into words
             pieces = [tok.tokenize(w) for w in words]
             flat = [p for ps in pieces for p in ps]
             unk = sum(p == tok.unk_token for p in flat)
